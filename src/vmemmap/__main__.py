@@ -1,0 +1,3 @@
+from vmemmap.cli import main
+
+main()
