@@ -1,0 +1,262 @@
+"""Facts about a booted kernel, as plain data (the JSON contracts 2, 3 and 4 of DESIGN.md).
+
+Nothing here computes a cost: loads come from running the model's operations, page-table figures from
+the tables in simulated memory, memmap figures from the model's own allocations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from vmemmap.errors import InputError, PageFault
+from vmemmap.kernel import Kernel, global_zone_ranges
+
+PAGE_SHIFT = 12
+
+
+def hx(v: int) -> str:
+    """Lowercase hex string, the JSON convention of DESIGN.md."""
+    return f"{v:#x}"
+
+
+# ---------------------------------------------------------------------- translate (contract 2)
+
+OPS = {"pfn": "pfn_to_page", "phys": "phys_to_page", "virt": "virt_to_page", "page": "page_to_pfn"}
+
+
+def parse_int(text: str, what: str) -> int:
+    try:
+        v = int(text, 0)
+    except ValueError:
+        raise InputError(f"{what} must be a number (decimal or 0x-hex), got {text!r}") from None
+    if v < 0 or v >= 1 << 64:
+        raise InputError(f"{what} {text} is out of the 64-bit range")
+    return v
+
+
+def walk_json(k: Kernel, vaddr: int) -> list[dict[str, Any]]:
+    """The page-table walk of ``vaddr`` as the MMU reads it: every level's entry."""
+    try:
+        w = k.tables.walk(vaddr)
+    except PageFault:
+        return []
+    except InputError:
+        return []
+    return [{"level": s.level, "index": s.index, "entry": hx(s.entry)} for s in w.steps]
+
+
+def translate(k: Kernel, kind: str, value: int) -> dict[str, Any]:
+    """Run one conversion on the booted kernel and report it (DESIGN.md contract 2)."""
+    m = k.model
+    if kind not in OPS:
+        raise InputError(f"translate takes pfn, phys, virt or page, not {kind!r}")
+    op = OPS[kind]
+    if kind == "pfn":
+        if value >= k.max_arch_pfn:
+            raise InputError(f"pfn {value:#x} is beyond MAX_PHYSMEM_BITS ({k.era.max_physmem_bits(k.la57)} bits)")
+        res = m.pfn_to_page(value)
+        pfn, page = value, res.value
+    elif kind == "phys":
+        if value >> PAGE_SHIFT >= k.max_arch_pfn:
+            raise InputError(f"physical address {value:#x} is beyond MAX_PHYSMEM_BITS")
+        res = m.phys_to_page(value)
+        pfn, page = value >> PAGE_SHIFT, res.value
+    elif kind == "virt":
+        lay = k.layout
+        in_direct = lay.page_offset <= value < lay.page_offset + (k.max_pfn << PAGE_SHIFT)
+        in_image = value >= lay.start_kernel_map and value < k.image_end
+        if not (in_direct or in_image):
+            raise InputError(
+                f"{value:#x} is not a direct-map or kernel-image address: virt_to_page() is only valid there "
+                f"(direct map {lay.page_offset:#x}-{lay.page_offset + (k.max_pfn << PAGE_SHIFT) - 1:#x})"
+            )
+        res = m.virt_to_page(value)
+        page = res.value
+        with k.mem.record():
+            pfn = k.pa(value) >> PAGE_SHIFT
+    else:
+        if value % k.era.struct_page_size and k.model_name.startswith("vmemmap"):
+            pass
+        res = m.page_to_pfn(value)
+        pfn, page = res.value, value
+    valid = bool(m.pfn_valid(pfn).value) if pfn < k.max_arch_pfn else False
+    phys = pfn << PAGE_SHIFT if kind != "phys" else value
+    nid = zone = None
+    if valid:
+        try:
+            nid = m.page_to_nid(page).value if k.numa_config else 0
+            zone = k.era.zone_names[m.page_zonenum(page)]
+        except PageFault:
+            nid = zone = None
+    return {
+        "machine": k.machine.name,
+        "era": k.era.name,
+        "model": k.model_name,
+        "pfn": hx(pfn),
+        "phys": hx(phys),
+        "virt": hx(k.layout.page_offset + (pfn << PAGE_SHIFT)),
+        "page": hx(page),
+        "section": m.section_of(pfn),
+        "nid": nid,
+        "zone": zone,
+        "valid": valid,
+        "op": op,
+        "value": hx(res.value),
+        "loads": [ld.to_json() for ld in res.loads],
+        "walk": walk_json(k, page),
+    }
+
+
+# ---------------------------------------------------------------------- boot facts (contract 3)
+
+
+def section_rows(k: Kernel) -> list[dict[str, Any]]:
+    st = getattr(k.model, "sections", None)
+    if st is None:
+        return []
+    rows = []
+    for nr in sorted(st.present):
+        raw = st.read_word_nocheck(nr)
+        row: dict[str, Any] = {
+            "nr": nr,
+            "raw": hx(raw),
+            "flags": st.flag_names(raw),
+            "mem_map": hx((st.decode_mem_map(raw) + (nr << k.era.pfn_section_shift) * k.era.struct_page_size)
+                          & ((1 << 64) - 1)),
+            "section": hx(st.section_addr_nocheck(nr)),
+            "pfn": hx(nr << k.era.pfn_section_shift),
+        }
+        if k.era.subsection_shift:
+            row["subsection_map"] = hx(st.subsection_map(nr))
+        rows.append(row)
+    return rows
+
+
+def pagetable_bytes(k: Kernel) -> int:
+    return sum(k.tables.table_pages().values()) * 4096
+
+
+def memmap_figures(k: Kernel) -> dict[str, int]:
+    """struct pages allocated, and how many describe pfns that hold no RAM."""
+    sp = k.era.struct_page_size
+    pages = 0
+    hole = 0
+    ram = k.ram_pfn_ranges()
+    for p in k.model.memmap_pieces():
+        n = p.end_pfn - p.start_pfn
+        inside = sum(max(0, min(e, p.end_pfn) - max(s, p.start_pfn)) for s, e, _ in ram)
+        pages += n
+        hole += n - inside
+    return {"memmap_pages": pages, "memmap_bytes": pages * sp, "hole_pages": hole, "hole_bytes": hole * sp}
+
+
+def memmap_mapping(k: Kernel) -> dict[str, Any]:
+    """How the memmap is mapped: leaves (TLB entries) per page size over its virtual ranges, and the
+    page-table pages that exist only for it (the vmemmap window's tables)."""
+    spans: dict[int, list[tuple[int, int]]] = {}
+    for p in k.model.memmap_pieces():
+        v0 = p.vaddr
+        v1 = p.vaddr + (p.end_pfn - p.start_pfn) * k.era.struct_page_size
+        for run in k.tables.runs(v0, v1):
+            size = run.page_size
+            spans.setdefault(size, []).append((max(run.vaddr, v0) // size, (min(run.end, v1) - 1) // size))
+    counts: dict[str, int] = {}
+    for size, iv in sorted(spans.items()):
+        total, cur = 0, None
+        for a, b in sorted(iv):  # merge leaf-index intervals: a leaf shared by two pieces is one TLB entry
+            if cur and a <= cur[1] + 1:
+                cur = (cur[0], max(cur[1], b))
+            else:
+                if cur:
+                    total += cur[1] - cur[0] + 1
+                cur = (a, b)
+        if cur:
+            total += cur[1] - cur[0] + 1
+        counts[_size_name(size)] = total
+    vm_tables = {}
+    if k.model_name.startswith("vmemmap"):
+        vm_tables = k.vmemmap_table_pages()
+    return {
+        "tlb_entries": counts,
+        "pagetable_pages": vm_tables,
+        "pagetable_bytes": sum(vm_tables.values()) * 4096,
+    }
+
+
+def _size_name(size: int) -> str:
+    return {4096: "4K", 1 << 21: "2M", 1 << 30: "1G"}.get(size, f"{size}")
+
+
+def boot_json(k: Kernel) -> dict[str, Any]:
+    """DESIGN.md contract 3."""
+    mm = memmap_figures(k)
+    lay = k.layout
+    return {
+        "machine": k.machine.name,
+        "era": k.era.name,
+        "model": k.model_name,
+        "la57": k.la57,
+        "max_pfn": hx(k.max_pfn),
+        "page_offset_base": hx(lay.page_offset),
+        "vmalloc_base": hx(lay.vmalloc_start),
+        "vmemmap_base": hx(lay.vmemmap_base),
+        "vmemmap_is_constant": lay.vmemmap_is_constant,
+        "e820": [{"start": hx(s), "end": hx(e), "type": t} for s, e, t in k.e820],
+        "nodes": [
+            {"nid": n.nid, "start_pfn": hx(n.start_pfn), "end_pfn": hx(n.end_pfn),
+             "present_pages": n.present_pages, "spanned_pages": n.spanned_pages,
+             "node_data": hx(n.pgdat_phys[0])}
+            for n in k.nodes.values()
+        ],
+        "zones": [
+            {"nid": z.nid, "zone": z.name, "start_pfn": hx(z.start_pfn), "spanned_pages": z.spanned_pages,
+             "present_pages": z.present_pages}
+            for z in k.zones
+        ],
+        "zone_ranges": [{"zone": n, "start_pfn": hx(s), "end_pfn": hx(e)} for n, s, e in global_zone_ranges(k)],
+        "sections": [{"nr": r["nr"], "raw": r["raw"], "flags": r["flags"]}
+                     | ({"subsection_map": r["subsection_map"]} if "subsection_map" in r else {})
+                     for r in section_rows(k)],
+        "vmemmap": [
+            {"start": hx(v.vstart), "end": hx(v.vend), "page_size": v.page_size, "node": v.node,
+             "phys": hx(v.pstart)}
+            for v in k.vmemmap_leaves
+        ],
+        "directmap": [{"start": hx(s), "end": hx(e), "page_size": size} for s, e, size in k.directmap],
+        "memmap_bytes": mm["memmap_bytes"],
+        "memmap_hole_bytes": mm["hole_bytes"],
+        "pagetable_bytes": pagetable_bytes(k),
+        "vmemmap_pagetable_bytes": memmap_mapping(k)["pagetable_bytes"],
+    }
+
+
+@dataclass(frozen=True)
+class OpCost:
+    op: str
+    loads: tuple[str, ...]
+
+
+def sample_pfn(k: Kernel) -> int:
+    """A RAM pfn on the last node, away from the edges (the same for every model of one machine)."""
+    s, e, _ = k.ram_pfn_ranges()[-1]
+    return s + (e - s) // 2
+
+
+def op_loads(k: Kernel, pfn: int | None = None) -> dict[str, list[str]]:
+    """Run each operation once on a RAM pfn and list the kernel loads it made."""
+    m = k.model
+    pfn = sample_pfn(k) if pfn is None else pfn
+    page = m.pfn_to_page(pfn).value
+    virt = k.layout.page_offset + (pfn << PAGE_SHIFT)
+    out = {}
+    for name, res in (
+        ("pfn_to_page", m.pfn_to_page(pfn)),
+        ("page_to_pfn", m.page_to_pfn(page)),
+        ("virt_to_page", m.virt_to_page(virt)),
+        ("page_address", m.page_address(page)),
+        ("pfn_valid", m.pfn_valid(pfn)),
+        ("page_to_nid", m.page_to_nid(page)),
+    ):
+        out[name] = [ld.what for ld in res.loads]
+    return out

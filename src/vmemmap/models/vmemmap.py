@@ -1,0 +1,198 @@
+"""SPARSEMEM_VMEMMAP: one virtually contiguous memmap at ``vmemmap`` (the seed's SPARSE_VIRTUAL).
+
+``__pfn_to_page(pfn)`` = ``vmemmap + pfn`` and ``__page_to_pfn(page)`` = ``page - vmemmap``
+(memory_model.h @ v2.6.24, 8f6aac419bd5; kernel-reference §2.5). ``vmemmap`` is the constant
+``(struct page *)0xffffe20000000000`` in the seed and 2.6.24–2.6.30, ``VMEMMAP_START`` 0xffffea0000000000
+from 2.6.31, and the variable ``vmemmap_base`` with the dynamic memory layout (4.x+ distro kernels):
+then every conversion loads it.
+
+The memmap is mapped by ``vmemmap_populate()`` (arch/x86/mm/init_64.c; kernel-reference §4.1):
+2 MiB PMD leaves backed by node-local memory when the CPU has PSE, base pages otherwise (2.6.27+) or
+on request (``vmemmap-4k``). Backing comes from bootmem one block at a time (2.6.x) or from the node's
+``sparse_buffer`` (4.x+). The section table is still kept: its encoded memmap decodes to exactly
+``vmemmap``, which drgn relies on.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vmemmap.models.sections import USAGE_SUBSECTION_MAP_OFFSET
+from vmemmap.models.sparsemem import SparseBase
+
+PAGE_SIZE = 4096
+PMD_SIZE = 1 << 21
+MASK64 = (1 << 64) - 1
+
+
+class Vmemmap(SparseBase):
+    name = "vmemmap"
+    config = "CONFIG_SPARSEMEM_VMEMMAP"
+    supports_hotplug = True
+    hotplug_note = "yes: a hot-added section's memmap is populated into the vmemmap window (98f3cfc1dc7a)"
+
+    def __init__(self, kernel, basepages: bool = False) -> None:  # noqa: ANN001
+        from vmemmap.kernel import _PAGE_NX, PAGE_KERNEL
+
+        super().__init__(kernel, extreme=True)
+        cpu = kernel.machine.cpu
+        self.basepages = basepages or (not cpu.pse and kernel.era.vmemmap_4k_without_pse)
+        if basepages:
+            self.name = "vmemmap-4k"
+        self.base = kernel.layout.vmemmap_base
+        self.constant = kernel.layout.vmemmap_is_constant
+        self.leaf_size = PAGE_SIZE if self.basepages else PMD_SIZE
+        self.prot = kernel.era.vmemmap_leaf_prot if not self.basepages else PAGE_KERNEL
+        if not cpu.nx:
+            self.prot &= ~_PAGE_NX
+        self._mapped: set[int] = set()  # leaf indices populated (mirror of pmd_none()/pte_none())
+
+    def init(self) -> None:
+        self.memory_present()
+        self.sparse_init()
+
+    # ------------------------------------------------------------------ populate
+    def populate_group(self, nid: int, nrs: list[int]) -> list[int]:
+        """``sparse_init_nid`` (node buffer) or the 2.6.x per-section loop, then ``vmemmap_populate``."""
+        k = self.k
+        pps = self.era.pages_per_section
+        sec_bytes = pps * self.sp
+        vstarts = [self.base + nr * sec_bytes for nr in nrs]
+        if self.era.memmap_buffer == "node":
+            # sparse_buffer_init(map_count * section_map_size()): ALIGN(sizeof(struct page) * PAGES_PER_SECTION, PMD_SIZE)
+            msize = -(-sec_bytes // PMD_SIZE) * PMD_SIZE
+            buf = k.memblock.alloc(msize * len(nrs), msize, nid, "sparse_buffer", goal=k.era.max_dma_address,
+                                   exact_nid=True)
+            cursor = [buf]
+            buf_end = buf + msize * len(nrs)
+
+            def alloc(size: int) -> int:
+                # sparse_buffer_alloc(): PTR_ALIGN(sparsemap_buf, size), skipped space freed
+                p = -(-cursor[0] // size) * size
+                if p + size > buf_end:
+                    return k.memblock.alloc(size, size, nid, "vmemmap block", goal=k.era.max_dma_address)
+                if p != cursor[0]:
+                    k.memblock.free(cursor[0], p)
+                cursor[0] = p + size
+                return p
+
+            self._populate_batched(vstarts, sec_bytes, nid, alloc)
+            if cursor[0] < buf_end:
+                k.memblock.free(cursor[0], buf_end)  # sparse_buffer_fini()
+        else:
+            def alloc(size: int) -> int:
+                # vmemmap_alloc_block(): __alloc_bootmem_node(size, size, __pa(MAX_DMA_ADDRESS))
+                return k.memblock.alloc(size, size, nid, "vmemmap block", goal=k.era.max_dma_address)
+
+            for v in vstarts:
+                self._populate_sequential(v, v + sec_bytes, nid, alloc)
+        return vstarts
+
+    def _new_leaves(self, vstart: int, vend: int) -> list[int]:
+        ls = self.leaf_size
+        out = []
+        for idx in range(vstart // ls, -(-vend // ls)):
+            if idx not in self._mapped:
+                self._mapped.add(idx)
+                out.append(idx)
+        return out
+
+    def _populate_sequential(self, vstart: int, vend: int, nid: int, alloc) -> None:  # noqa: ANN001
+        """One block per leaf, allocated then mapped, as the 2.6.x loop does (tables interleave)."""
+        ls = self.leaf_size
+        for idx in self._new_leaves(vstart, vend):
+            p = alloc(ls)
+            self.k.tables.map(idx * ls, p, ls, ls, self.prot, nid)
+            self._record(idx * ls, idx * ls + ls, p, nid)
+
+    def _populate_batched(self, vstarts: list[int], sec_bytes: int, nid: int, alloc) -> None:  # noqa: ANN001
+        """The same result as populating leaf by leaf, mapped in runs of contiguous backing."""
+        ls = self.leaf_size
+        run: list[int] = []  # [v0, p0, n]
+        for v in vstarts:
+            for idx in self._new_leaves(v, v + sec_bytes):
+                p = alloc(ls)
+                va = idx * ls
+                if run and run[0] + run[2] * ls == va and run[1] + run[2] * ls == p:
+                    run[2] += 1
+                else:
+                    self._flush(run, nid)
+                    run = [va, p, 1]
+        self._flush(run, nid)
+
+    def _flush(self, run: list[int], nid: int) -> None:
+        if not run:
+            return
+        v, p, n = run
+        ls = self.leaf_size
+        self.k.tables.map(v, p, n * ls, ls, self.prot, nid)
+        self._record(v, v + n * ls, p, nid)
+
+    def _record(self, v: int, vend: int, p: int, nid: int) -> None:
+        from vmemmap.kernel import VmemmapLeaf
+
+        leaves = self.k.vmemmap_leaves
+        if leaves and leaves[-1].vend == v and leaves[-1].pstart + (v - leaves[-1].vstart) == p \
+                and leaves[-1].node == nid:
+            leaves[-1].vend = vend
+        else:
+            leaves.append(VmemmapLeaf(v, vend, p, self.leaf_size, nid))
+
+    def subsection_map_init(self, nrs: list[int], usage0: int, stride: int) -> None:
+        """``subsection_map_init(pfn, nr_pages)`` over every memory range (mm/sparse.c @ 6.12)."""
+        k = self.k
+        era = self.era
+        pps = era.pages_per_section
+        sub = 1 << (era.subsection_shift - 12)
+        index = {nr: i for i, nr in enumerate(nrs)}
+        maps: dict[int, int] = {}
+        for s, e, _ in k.ram_pfn_ranges():
+            for nr in range(s // pps, (e - 1) // pps + 1):
+                if nr not in index:
+                    continue
+                a = max(s, nr * pps) - nr * pps
+                b = min(e, (nr + 1) * pps) - nr * pps
+                first, last = a // sub, (b - 1) // sub
+                maps[nr] = maps.get(nr, 0) | (((1 << (last - first + 1)) - 1) << first)
+        full = (1 << (pps // sub)) - 1
+        # whole-section maps as one fill over the usage array, partial ones stored one by one
+        k.mem.fill(usage0, usage0 + stride * len(nrs), usage0, stride, {USAGE_SUBSECTION_MAP_OFFSET: full})
+        for nr in nrs:
+            m = maps.get(nr, 0)
+            if m != full:
+                k.mem.store(usage0 + index[nr] * stride + USAGE_SUBSECTION_MAP_OFFSET, m)
+
+    # ------------------------------------------------------------------ kernel paths
+    def _vmemmap(self) -> int:
+        if self.constant:
+            return self.base  # a compile-time constant: no memory reference (the seed's claim)
+        return self.mem.load(self.k.sym("vmemmap_base"), 8, "vmemmap_base")
+
+    def _pfn_to_page(self, pfn: int) -> int:
+        return (self._vmemmap() + pfn * self.sp) & MASK64
+
+    def _page_to_pfn(self, page: int) -> int:
+        return ((page - self._vmemmap()) & MASK64) // self.sp
+
+    def _pfn_section_valid(self, ms: int, pfn: int) -> bool:
+        return self.sections.subsection_valid(ms, pfn)
+
+    def _subsection_array(self, nrs: np.ndarray, pfns: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(nrs), dtype=bool)
+        sub_shift = self.era.subsection_shift - 12
+        pps = self.era.pages_per_section
+        for nr in np.unique(nrs):
+            sel = nrs == nr
+            bm = self.sections.subsection_map(int(nr))
+            idx = (pfns[sel] & np.uint64(pps - 1)) >> np.uint64(sub_shift)
+            out[sel] = ((np.uint64(bm) >> idx) & np.uint64(1)) != 0
+        return out
+
+    def _base_value(self) -> np.uint64:
+        return np.uint64(self.base if self.constant else self.mem.peek(self.k.sym("vmemmap_base"), 8))
+
+    def pfn_to_page_array(self, pfns: np.ndarray) -> np.ndarray:
+        return self._base_value() + np.asarray(pfns, dtype=np.uint64) * np.uint64(self.sp)
+
+    def page_to_pfn_array(self, pages: np.ndarray) -> np.ndarray:
+        return (np.asarray(pages, dtype=np.uint64) - self._base_value()) // np.uint64(self.sp)
