@@ -116,7 +116,7 @@ def section_rows(k: Kernel) -> list[dict[str, Any]]:
     if st is None:
         return []
     rows = []
-    for nr in sorted(st.present):
+    for nr in (int(x) for x in st.present_array()):
         raw = st.read_word_nocheck(nr)
         row: dict[str, Any] = {
             "nr": nr,
@@ -260,3 +260,70 @@ def op_loads(k: Kernel, pfn: int | None = None) -> dict[str, list[str]]:
     ):
         out[name] = [ld.what for ld in res.loads]
     return out
+
+
+# ---------------------------------------------------------------------- boot messages
+
+
+def unavailable_ranges(k: Kernel) -> list[tuple[int, str, int]]:
+    """``memmap_init`` (mm/mm_init.c @ 6.1): the "N pages in unavailable ranges" holes.
+
+    Walks memory ranges in order with a global ``hole_pfn``; a hole before a range is charged to the
+    zone being initialised, and the tail up to the section end to the last populated zone of the last
+    node (``zone_id``/``nid`` left over from the loop), exactly as the kernel does.
+    """
+    out: list[tuple[int, str, int]] = []
+    hole_pfn = 0
+    zone_id, nid_last = 0, 0
+    end_pfn = 0
+    for start_pfn, end_pfn, nid in k.ram_pfn_ranges():
+        for z in [z for z in k.zones if z.nid == nid]:
+            s, e = max(z.start_pfn, start_pfn), min(z.end_pfn, end_pfn)
+            zone_id, nid_last = z.idx, nid
+            if s >= e:
+                continue
+            if hole_pfn < start_pfn:
+                out.append((nid, z.name, start_pfn - hole_pfn))
+            hole_pfn = end_pfn
+    end = -(-end_pfn // k.era.pages_per_section) * k.era.pages_per_section
+    if hole_pfn < end:
+        out.append((nid_last, k.era.zone_names[zone_id], end - hole_pfn))
+    return out
+
+
+def boot_facts(k: Kernel):  # noqa: ANN201
+    """The :class:`vmemmap.bootlog.BootFacts` of a booted kernel."""
+    from vmemmap.bootlog import BootFacts, PopulatedPmd
+
+    era = k.era
+    numa_nodes: list[tuple[int, int, int]] = []
+    if k.numa_config and k.machine.nodes and len(k.machine.nodes) > 1:
+        for n in k.machine.nodes:
+            for s, e in n.ranges:
+                numa_nodes.append((n.nid, s, e))
+    leaves: list[PopulatedPmd] = []
+    for lf in k.vmemmap_leaves:
+        for v in range(lf.vstart, lf.vend, lf.page_size) if lf.page_size != 4096 else [lf.vstart]:
+            if lf.page_size == 4096:
+                leaves.append(PopulatedPmd(lf.vstart, lf.vend, lf.pstart, lf.node))
+            else:
+                leaves.append(PopulatedPmd(v, v + lf.page_size, lf.pstart + (v - lf.vstart), lf.node))
+    sizes = {4096: "4k", 1 << 21: "2M", 1 << 30: "1G"}
+    return BootFacts(
+        era=era,
+        e820=tuple((e.start, e.end, e.type) for e in k.machine.e820),
+        e820_updates=tuple(k.e820_updates),
+        max_pfn=k.max_pfn,
+        max_arch_pfn=k.max_arch_pfn,
+        numa_nodes=tuple(numa_nodes),
+        node_data=tuple((n.nid, n.pgdat_phys[0], n.pgdat_phys[1]) for n in k.nodes.values()),
+        zones=tuple(global_zone_ranges(k)),
+        early_node_map=tuple(sorted((nid, s, e) for s, e, nid in k.ram_pfn_ranges())),
+        node_spans=tuple((n.nid, n.start_pfn, n.end_pfn) for n in k.nodes.values()),
+        holes=tuple(unavailable_ranges(k)),
+        vmemmap=tuple(leaves),
+        vmemmap_page_size=k.vmemmap_leaves[0].page_size if k.vmemmap_leaves else (1 << 21),
+        page_offset=k.layout.page_offset,
+        directmap=tuple((s, e, sizes[size]) for s, e, size in k.directmap),
+        gbpages=any(size == 1 << 30 for _, _, size in k.directmap),
+    )

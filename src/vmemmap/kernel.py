@@ -270,8 +270,7 @@ def table_pages_in(tables: PageTables, start: int, end: int) -> dict[str, int]:
         tbl = tables.mem.table(table_phys >> 12)
         shift = shifts[level]
         for i in np.nonzero(tbl & np.uint64(1))[0]:
-            va = base + (int(i) << shift)
-            lo = tables.canonical(va) if depth == 0 else va
+            lo = tables.canonical(base + (int(i) << shift)) if depth == 0 else base + (int(i) << shift)
             if lo + (1 << shift) <= start or lo >= end:
                 continue
             e = int(tbl[i])
@@ -279,7 +278,7 @@ def table_pages_in(tables: PageTables, start: int, end: int) -> dict[str, int]:
                 child = pte.entry_phys(e, level)
                 if depth > 0 or (start <= lo and lo + (1 << shift) <= end):
                     out[levels[depth + 1]] = out.get(levels[depth + 1], 0) + 1
-                rec(child, depth + 1, va)
+                rec(child, depth + 1, lo)
 
     rec(tables.pgd_phys, 0, 0)
     return out

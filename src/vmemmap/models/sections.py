@@ -43,7 +43,8 @@ class SectionTable:
         n = self.nr_sections
         self.nr_roots = (-(-n // self.per_root) if self.era.nr_section_roots_round_up else n // self.per_root)
         self.roots: dict[int, int] = {}  # root index -> virtual address of the root's array
-        self.present: set[int] = set()  # index of present section numbers (bookkeeping, not kernel data)
+        # index of present section numbers (bookkeeping for iteration and bulk paths, not kernel data)
+        self._present = np.zeros(self.nr_sections, dtype=bool)
         self.root_array = 0  # virtual address of the root pointer array (EXTREME) or of mem_section[][]
 
     # ------------------------------------------------------------------ boot
@@ -86,31 +87,43 @@ class SectionTable:
         """``ms->usage`` (6.x) or ``ms->pageblock_flags`` (2.6.24+): the second word."""
         self.k.mem.store(self.section_addr_nocheck(nr) + 8, usage_va)
 
+    def is_present(self, nr: int) -> bool:
+        return 0 <= nr < self.nr_sections and bool(self._present[nr])
+
+    def set_present(self, nr: int, value: bool) -> None:
+        self._present[nr] = value
+
     def mark_present(self, nr: int, nid: int) -> None:
         """``memory_present`` / ``memblocks_present``: early nid, PRESENT (and ONLINE in 4.13+)."""
-        if nr in self.present:
+        if self.is_present(nr):
             return
         self.sparse_index_init(nr, nid)
         word = (nid << self.era.section_nid_shift) | self.era.section_flag("PRESENT")
         if "ONLINE" in self.era.section_flags:
             word |= self.era.section_flag("ONLINE")
         self.write_word(nr, word)
-        self.present.add(nr)
+        self._present[nr] = True
 
     def bulk_mark_present(self, nrs: np.ndarray, nids: np.ndarray) -> None:
         """``memblocks_present`` for many sections at once (same result as :meth:`mark_present` each)."""
         flags = self.era.section_flag("PRESENT")
         if "ONLINE" in self.era.section_flags:
             flags |= self.era.section_flag("ONLINE")
-        new = [(int(n), int(d)) for n, d in zip(nrs, nids) if int(n) not in self.present]
-        if not new:
+        nrs = np.asarray(nrs, dtype=np.int64)
+        nids = np.asarray(nids, dtype=np.int64)
+        keep = ~self._present[nrs]
+        nrs, nids = nrs[keep], nids[keep]
+        if len(nrs) == 0:
             return
-        for n, d in new:
-            self.sparse_index_init(n, d)  # one allocation per root, in section order
-        arr = np.array([n for n, _ in new], dtype=np.int64)
-        words = (np.array([d for _, d in new], dtype=np.uint64) << np.uint64(self.era.section_nid_shift)) | np.uint64(flags)
-        self.bulk_write(arr, words, None)
-        self.present.update(int(n) for n in arr)
+        if self.extreme:
+            # one root allocation per root, in section order, on the node of its first section
+            roots = nrs // self.per_root
+            first = np.flatnonzero(np.concatenate(([True], roots[1:] != roots[:-1])))
+            for i in first:
+                self.sparse_index_init(int(nrs[i]), int(nids[i]))
+        words = (nids.astype(np.uint64) << np.uint64(self.era.section_nid_shift)) | np.uint64(flags)
+        self.bulk_write(nrs, words, None)
+        self._present[nrs] = True
 
     def bulk_write(self, nrs: np.ndarray, words: np.ndarray | None, second: np.ndarray | None) -> None:
         """Store ``section_mem_map`` words (and ``ms->usage`` / ``pageblock_flags``) of many sections.
@@ -201,7 +214,7 @@ class SectionTable:
 
     # ------------------------------------------------------------------ bulk (not recorded)
     def present_array(self) -> np.ndarray:
-        return np.array(sorted(self.present), dtype=np.int64)
+        return np.flatnonzero(self._present).astype(np.int64)
 
     def words_array(self, nrs: np.ndarray) -> np.ndarray:
         """``section_mem_map`` words of sections ``nrs`` (0 for missing roots / absent), read from memory."""

@@ -35,24 +35,24 @@ class SparseBase(MemoryModel):
         k, st = self.k, self.sections
         st.alloc_root_array()
         shift = self.era.pfn_section_shift
-        nrs: list[int] = []
-        nids: list[int] = []
+        parts_n, parts_d = [], []
         for s, e, nid in k.ram_pfn_ranges():
-            for nr in range(s >> shift, ((e - 1) >> shift) + 1):
-                nrs.append(nr)
-                nids.append(nid)
-        st.bulk_mark_present(np.array(nrs, dtype=np.int64), np.array(nids, dtype=np.int64))
+            r = np.arange(s >> shift, ((e - 1) >> shift) + 1, dtype=np.int64)
+            parts_n.append(r)
+            parts_d.append(np.full(len(r), nid, dtype=np.int64))
+        st.bulk_mark_present(np.concatenate(parts_n), np.concatenate(parts_d))
 
     def section_groups(self) -> list[tuple[int, list[int]]]:
         """Present sections grouped by node in section order, as ``sparse_init()`` walks them."""
         st = self.sections
+        nrs = st.present_array()
+        if len(nrs) == 0:
+            return []
+        nids = ((st.words_array(nrs) & np.uint64(st.era.section_map_mask)) >> np.uint64(st.era.section_nid_shift)).astype(np.int64)
+        cut = np.flatnonzero(np.diff(nids)) + 1
         groups: list[tuple[int, list[int]]] = []
-        for nr in sorted(st.present):
-            nid = (st.read_word_nocheck(nr) & st.era.section_map_mask) >> st.era.section_nid_shift
-            if groups and groups[-1][0] == nid:
-                groups[-1][1].append(nr)
-            else:
-                groups.append((int(nid), [nr]))
+        for a, b in zip(np.concatenate(([0], cut)), np.concatenate((cut, [len(nrs)]))):
+            groups.append((int(nids[a]), [int(x) for x in nrs[a:b]]))
         return groups
 
     def alloc_usemaps(self, nid: int, count: int) -> tuple[int, int]:
@@ -99,9 +99,27 @@ class SparseBase(MemoryModel):
             st.bulk_write(arr, words, usages)
             if usages is not None and self.era.subsection_shift:
                 self.subsection_map_init(nrs, usage0, stride)
-            for nr, mp in zip(nrs, maps):
-                self._pieces.append(MemmapPiece(nr * pps, (nr + 1) * pps, int(mp), nid))
+            self._add_pieces(arr, np.asarray(maps, dtype=np.uint64), nid)
         self._pieces.sort(key=lambda p: p.start_pfn)
+
+    def _add_pieces(self, nrs: np.ndarray, maps: np.ndarray, nid: int) -> None:
+        """Record the memmap of sections ``nrs`` (at ``maps``) as runs: consecutive sections whose
+        memmaps are virtually contiguous become one piece."""
+        pps = self.era.pages_per_section
+        sec_bytes = np.uint64(pps * self.sp)
+        brk = np.flatnonzero((np.diff(nrs) != 1) | (np.diff(maps) != sec_bytes)) + 1
+        for a, b in zip(np.concatenate(([0], brk)), np.concatenate((brk, [len(nrs)]))):
+            self._add_piece(int(nrs[a]) * pps, (int(nrs[b - 1]) + 1) * pps, int(maps[a]), nid)
+
+    def _add_piece(self, start: int, end: int, vaddr: int, nid: int) -> None:
+        """Record where a section's struct pages are, merging virtually contiguous neighbours."""
+        pcs = self._pieces
+        if pcs:
+            last = pcs[-1]
+            if last.end_pfn == start and last.nid == nid and last.vaddr + (last.end_pfn - last.start_pfn) * self.sp == vaddr:
+                pcs[-1] = MemmapPiece(last.start_pfn, end, last.vaddr, nid)
+                return
+        pcs.append(MemmapPiece(start, end, vaddr, nid))
 
     def subsection_map_init(self, nrs: list[int], usage0: int, stride: int) -> None:
         """``subsection_map_init``: a bit per 2 MiB sub-section that holds memory (only with VMEMMAP)."""

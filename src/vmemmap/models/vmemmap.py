@@ -15,6 +15,8 @@ on request (``vmemmap-4k``). Backing comes from bootmem one block at a time (2.6
 
 from __future__ import annotations
 
+import bisect
+
 import numpy as np
 
 from vmemmap.models.sections import USAGE_SUBSECTION_MAP_OFFSET
@@ -23,6 +25,96 @@ from vmemmap.models.sparsemem import SparseBase
 PAGE_SIZE = 4096
 PMD_SIZE = 1 << 21
 MASK64 = (1 << 64) - 1
+
+
+class IntervalSet:
+    """Sorted disjoint integer intervals ``[lo, hi)``: which vmemmap leaves are populated."""
+
+    def __init__(self) -> None:
+        self.lo: list[int] = []
+        self.hi: list[int] = []
+
+    def missing(self, lo: int, hi: int) -> list[tuple[int, int]]:
+        out = []
+        i = bisect.bisect_right(self.hi, lo)
+        cur = lo
+        while i < len(self.lo) and self.lo[i] < hi:
+            if self.lo[i] > cur:
+                out.append((cur, self.lo[i]))
+            cur = max(cur, self.hi[i])
+            i += 1
+        if cur < hi:
+            out.append((cur, hi))
+        return out
+
+    def add(self, lo: int, hi: int) -> None:
+        i = bisect.bisect_left(self.hi, lo)
+        j = i
+        while j < len(self.lo) and self.lo[j] <= hi:
+            lo, hi = min(lo, self.lo[j]), max(hi, self.hi[j])
+            j += 1
+        self.lo[i:j] = [lo]
+        self.hi[i:j] = [hi]
+
+    def remove(self, lo: int, hi: int) -> None:
+        keep_lo, keep_hi = [], []
+        for a, b in zip(self.lo, self.hi):
+            if b <= lo or a >= hi:
+                keep_lo.append(a)
+                keep_hi.append(b)
+                continue
+            if a < lo:
+                keep_lo.append(a)
+                keep_hi.append(lo)
+            if hi < b:
+                keep_lo.append(hi)
+                keep_hi.append(b)
+        self.lo, self.hi = keep_lo, keep_hi
+
+    def __contains__(self, x: int) -> bool:
+        i = bisect.bisect_right(self.lo, x) - 1
+        return i >= 0 and x < self.hi[i]
+
+
+class SparseBuffer:
+    """The node-wide ``sparse_buffer`` (mm/sparse.c: ``sparse_buffer_init/alloc/fini``)."""
+
+    def __init__(self, k, nid: int, start: int, end: int) -> None:  # noqa: ANN001
+        self.k, self.nid, self.cur, self.end = k, nid, start, end
+
+    def alloc(self, size: int) -> int | None:
+        """``sparse_buffer_alloc``: PTR_ALIGN the cursor to ``size``, give skipped space back."""
+        p = -(-self.cur // size) * size
+        if p + size > self.end:
+            return None
+        if p != self.cur:
+            self.k.memblock.free(self.cur, p)
+        self.cur = p + size
+        return p
+
+    def alloc_blocks(self, size: int, count: int) -> list[tuple[int, int]]:
+        """``count`` successive ``vmemmap_alloc_block_buf(size)`` calls, as (start, n) chunks of
+        consecutive blocks; past the buffer's end each block comes from memblock."""
+        out: list[tuple[int, int]] = []
+        first = self.alloc(size)
+        if first is not None:
+            n = min(count, 1 + (self.end - (first + size)) // size)
+            self.cur = first + n * size
+            out.append((first, n))
+            count -= n
+        for _ in range(count):
+            p = self.k.memblock.alloc(size, size, self.nid, "vmemmap block", goal=self.k.era.max_dma_address)
+            if out and out[-1][0] + out[-1][1] * size == p:
+                out[-1] = (out[-1][0], out[-1][1] + 1)
+            else:
+                out.append((p, 1))
+        return out
+
+    def fini(self) -> None:
+        """``sparse_buffer_fini``: the unused rest goes back to memblock."""
+        if self.cur < self.end:
+            self.k.memblock.free(self.cur, self.end)
+        self.cur = self.end
 
 
 class Vmemmap(SparseBase):
@@ -45,7 +137,7 @@ class Vmemmap(SparseBase):
         self.prot = kernel.era.vmemmap_leaf_prot if not self.basepages else PAGE_KERNEL
         if not cpu.nx:
             self.prot &= ~_PAGE_NX
-        self._mapped: set[int] = set()  # leaf indices populated (mirror of pmd_none()/pte_none())
+        self._mapped = IntervalSet()  # leaf indices populated (mirror of pmd_none()/pte_none())
 
     def init(self) -> None:
         self.memory_present()
@@ -63,22 +155,9 @@ class Vmemmap(SparseBase):
             msize = -(-sec_bytes // PMD_SIZE) * PMD_SIZE
             buf = k.memblock.alloc(msize * len(nrs), msize, nid, "sparse_buffer", goal=k.era.max_dma_address,
                                    exact_nid=True)
-            cursor = [buf]
-            buf_end = buf + msize * len(nrs)
-
-            def alloc(size: int) -> int:
-                # sparse_buffer_alloc(): PTR_ALIGN(sparsemap_buf, size), skipped space freed
-                p = -(-cursor[0] // size) * size
-                if p + size > buf_end:
-                    return k.memblock.alloc(size, size, nid, "vmemmap block", goal=k.era.max_dma_address)
-                if p != cursor[0]:
-                    k.memblock.free(cursor[0], p)
-                cursor[0] = p + size
-                return p
-
-            self._populate_batched(vstarts, sec_bytes, nid, alloc)
-            if cursor[0] < buf_end:
-                k.memblock.free(cursor[0], buf_end)  # sparse_buffer_fini()
+            buffer = SparseBuffer(k, nid, buf, buf + msize * len(nrs))
+            self._populate_runs(nrs, sec_bytes, nid, buffer)
+            buffer.fini()
         else:
             def alloc(size: int) -> int:
                 # vmemmap_alloc_block(): __alloc_bootmem_node(size, size, __pa(MAX_DMA_ADDRESS))
@@ -90,11 +169,10 @@ class Vmemmap(SparseBase):
 
     def _new_leaves(self, vstart: int, vend: int) -> list[int]:
         ls = self.leaf_size
-        out = []
-        for idx in range(vstart // ls, -(-vend // ls)):
-            if idx not in self._mapped:
-                self._mapped.add(idx)
-                out.append(idx)
+        out: list[int] = []
+        for a, b in self._mapped.missing(vstart // ls, -(-vend // ls)):
+            out.extend(range(a, b))
+        self._mapped.add(vstart // ls, -(-vend // ls))
         return out
 
     def _populate_sequential(self, vstart: int, vend: int, nid: int, alloc) -> None:  # noqa: ANN001
@@ -105,20 +183,26 @@ class Vmemmap(SparseBase):
             self.k.tables.map(idx * ls, p, ls, ls, self.prot, nid)
             self._record(idx * ls, idx * ls + ls, p, nid)
 
-    def _populate_batched(self, vstarts: list[int], sec_bytes: int, nid: int, alloc) -> None:  # noqa: ANN001
-        """The same result as populating leaf by leaf, mapped in runs of contiguous backing."""
+    def _populate_runs(self, nrs: list[int], sec_bytes: int, nid: int, buffer: SparseBuffer) -> None:
+        """Populate runs of consecutive sections at once.
+
+        The same result as the kernel's section-by-section ``vmemmap_populate`` with a node
+        ``sparse_buffer``: the buffer hands out equal, aligned blocks in order, so a run of new leaves
+        gets consecutive backing, installed by one ``map`` call per contiguous chunk.
+        """
         ls = self.leaf_size
-        run: list[int] = []  # [v0, p0, n]
-        for v in vstarts:
-            for idx in self._new_leaves(v, v + sec_bytes):
-                p = alloc(ls)
-                va = idx * ls
-                if run and run[0] + run[2] * ls == va and run[1] + run[2] * ls == p:
-                    run[2] += 1
-                else:
-                    self._flush(run, nid)
-                    run = [va, p, 1]
-        self._flush(run, nid)
+        arr = np.asarray(nrs, dtype=np.int64)
+        brk = np.flatnonzero(np.diff(arr) != 1) + 1
+        for a, b in zip(np.concatenate(([0], brk)), np.concatenate((brk, [len(arr)]))):
+            v0 = self.base + int(arr[a]) * sec_bytes
+            v1 = self.base + (int(arr[b - 1]) + 1) * sec_bytes
+            lo, hi = v0 // ls, -(-v1 // ls)
+            for ma, mb in self._mapped.missing(lo, hi):
+                idx = ma
+                for p, n in buffer.alloc_blocks(ls, mb - ma):
+                    self._flush([idx * ls, p, n], nid)
+                    idx += n
+            self._mapped.add(lo, hi)
 
     def _flush(self, run: list[int], nid: int) -> None:
         if not run:
@@ -145,9 +229,14 @@ class Vmemmap(SparseBase):
         pps = era.pages_per_section
         sub = 1 << (era.subsection_shift - 12)
         index = {nr: i for i, nr in enumerate(nrs)}
+        lo_nr, hi_nr = nrs[0], nrs[-1]
         maps: dict[int, int] = {}
         for s, e, _ in k.ram_pfn_ranges():
-            for nr in range(s // pps, (e - 1) // pps + 1):
+            first_nr, last_nr = s // pps, (e - 1) // pps
+            if last_nr < lo_nr or first_nr > hi_nr:
+                continue
+            # only a range's first and last section can be partly covered; the rest are whole
+            for nr in {first_nr, last_nr}:
                 if nr not in index:
                     continue
                 a = max(s, nr * pps) - nr * pps
@@ -157,8 +246,7 @@ class Vmemmap(SparseBase):
         full = (1 << (pps // sub)) - 1
         # whole-section maps as one fill over the usage array, partial ones stored one by one
         k.mem.fill(usage0, usage0 + stride * len(nrs), usage0, stride, {USAGE_SUBSECTION_MAP_OFFSET: full})
-        for nr in nrs:
-            m = maps.get(nr, 0)
+        for nr, m in maps.items():
             if m != full:
                 k.mem.store(usage0 + index[nr] * stride + USAGE_SUBSECTION_MAP_OFFSET, m)
 

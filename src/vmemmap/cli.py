@@ -1,0 +1,358 @@
+"""The ``vmemmap`` command line: thin, parses and renders; the library does the work.
+
+Errors are one line on stderr, ``vmemmap: error: ...``, exit 2 for bad input and 1 otherwise
+(DESIGN.md contract 7); ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from vmemmap import __version__
+from vmemmap.eras import MODEL_NAMES, era_names, load_era
+from vmemmap.errors import InputError, VmemmapError
+
+DEFAULT_ERA = "6.1"
+COMPARE_DEFAULT_ERA = "2.6.21-seed"
+DEFAULT_MACHINE = "opteron-2007"
+
+# a pipe gets a wide, colourless table rather than rich's 80-column default
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+
+
+def _emit_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2))
+
+
+class _Group(click.Group):
+    """Turns library errors into one-line messages (contract 7)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        debug = "--debug" in sys.argv[1:]
+        try:
+            return super().invoke(ctx)
+        except VmemmapError as e:
+            if debug:
+                raise
+            click.echo(f"vmemmap: error: {e}", err=True)
+            ctx.exit(e.exit_status)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except KeyboardInterrupt:
+            click.echo("vmemmap: error: interrupted", err=True)
+            ctx.exit(1)
+        except Exception as e:  # noqa: BLE001 - never a traceback without --debug
+            if debug:
+                raise
+            click.echo(f"vmemmap: error: internal error: {type(e).__name__}: {e} (rerun with --debug)", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="vmemmap")
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+def main(debug: bool) -> None:
+    """Linux x86-64 physical memory models, executable.
+
+    Builds the kernel address map, real x86-64 page tables, mem_section and the memmap for a
+    machine and a kernel era, and runs pfn_to_page & friends under FLATMEM, DISCONTIGMEM,
+    SPARSEMEM and SPARSEMEM_VMEMMAP, recording every kernel load.
+
+    \b
+    Example:
+      vmemmap compare                      # the seed's claim on a 2007 4-socket Opteron
+      vmemmap translate --machine qemu-2g pfn 0x100000
+    """
+
+
+# ---------------------------------------------------------------------- shared options
+
+def _era_option(default: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(
+        "--era", default=default, show_default=True, metavar="ERA",
+        help=f"Kernel era: {', '.join(era_names())}.",
+    )
+
+
+_machine_option = click.option(
+    "--machine", "-m", default=DEFAULT_MACHINE, show_default=True, metavar="M",
+    help="Built-in machine name (see `vmemmap machines`), a TOML machine file, a dmesg log, a /proc/iomem "
+         "copy, an oracle capture, or `this`.",
+)
+_model_option = click.option(
+    "--model", default=None, metavar="MODEL",
+    help=f"Memory model: {', '.join(MODEL_NAMES)} (default: the era's default for the machine).",
+)
+_json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+_la57_option = click.option(
+    "--la57/--no-la57", default=None,
+    help="Force 5-level paging on/off (default: on when the CPU has LA57 and the era supports it).",
+)
+_kaslr_option = click.option(
+    "--kaslr-seed", type=int, default=None, metavar="N",
+    help="Randomise page_offset_base/vmalloc_base/vmemmap_base with this seed (4.20+ eras).",
+)
+
+
+def _boot(machine: str, era: str, model: str | None, la57: bool | None, kaslr_seed: int | None,
+          quiet: bool = False):  # noqa: ANN202
+    from vmemmap.kernel import BootOptions, boot
+    from vmemmap.machine import load_machine
+
+    m = load_machine(machine)
+    e = load_era(era)
+    with console.status(f"booting {m.name} with {e.name}...", spinner="dots") if not quiet and sys.stderr.isatty() \
+            else _null():
+        return boot(m, e, model, BootOptions(la57=la57, kaslr_seed=kaslr_seed))
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *a: object) -> None:
+        return None
+
+
+def _hx(v: int) -> str:
+    return f"{v:#x}"
+
+
+def _size(n: int) -> str:
+    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift:
+            v = n / (1 << shift)
+            return f"{v:.1f} {unit}" if v != int(v) else f"{int(v)} {unit}"
+    return f"{n} B"
+
+
+# ---------------------------------------------------------------------- layout
+
+@main.command()
+@_era_option(DEFAULT_ERA)
+@click.option("--la57", is_flag=True, help="The 5-level paging layout (4.20+ eras).")
+@_kaslr_option
+@click.option("--max-pfn", default=None, metavar="PFN", help="RAM end for KASLR region sizing (default 1 TiB).")
+@_json_option
+def layout(era: str, la57: bool, kaslr_seed: int | None, max_pfn: str | None, as_json: bool) -> None:
+    """The kernel virtual address map of an era (mm.txt rows, KASLR placement).
+
+    \b
+    Example:
+      vmemmap layout --era 2.6.21-seed --json
+      vmemmap layout --era 6.1 --la57 --kaslr-seed 7
+    """
+    from vmemmap.facts import parse_int
+    from vmemmap.layout import build_layout
+
+    mp = parse_int(max_pfn, "--max-pfn") if max_pfn else None
+    lay = build_layout(load_era(era), la57=la57, kaslr_seed=kaslr_seed, max_pfn=mp)
+    if as_json:
+        _emit_json(lay.to_json())
+        return
+    t = Table(title=f"{era} kernel address map ({5 if la57 else 4}-level"
+                    f"{', KASLR seed %d' % kaslr_seed if kaslr_seed is not None else ''})")
+    for col in ("start", "end", "size", "region"):
+        t.add_column(col, justify="right" if col == "size" else "left", no_wrap=True)
+    for r in lay.regions:
+        style = "bold green" if r.name == "vmemmap" else ("dim" if r.hole else "")
+        t.add_row(f"{r.start:016x}", f"{r.end:016x}", _size(r.size), r.description, style=style)
+    console.print(t)
+    console.print(f"vmemmap {'is the constant' if lay.vmemmap_is_constant else 'is read from vmemmap_base ='} "
+                  f"{lay.vmemmap_base:#x}")
+
+
+# ---------------------------------------------------------------------- machines
+
+@main.command()
+@_json_option
+def machines(as_json: bool) -> None:
+    """List the built-in machines.
+
+    \b
+    Example:
+      vmemmap machines --json
+    """
+    from vmemmap.machine import builtin_machines
+
+    ms = builtin_machines()
+    if as_json:
+        _emit_json([{"name": m.name, "description": m.description, "ram": _hx(m.ram_bytes),
+                     "nodes": max(1, len(m.nodes))} for m in ms])
+        return
+    t = Table(title="built-in machines")
+    for col in ("name", "RAM", "nodes", "CPU", "description"):
+        t.add_column(col, no_wrap=col != "description")
+    for m in ms:
+        feats = [f for f in ("pse", "gbpages", "la57") if getattr(m.cpu, f)]
+        t.add_row(m.name, _size(m.ram_bytes), str(max(1, len(m.nodes))), " ".join(feats), m.description)
+    console.print(t)
+
+
+# ---------------------------------------------------------------------- boot
+
+@main.command(name="boot")
+@_machine_option
+@_era_option(DEFAULT_ERA)
+@_model_option
+@_la57_option
+@_kaslr_option
+@_json_option
+def boot_cmd(machine: str, era: str, model: str | None, la57: bool | None, kaslr_seed: int | None,
+             as_json: bool) -> None:
+    """Boot a machine and print what the era's kernel prints (or the boot facts as JSON).
+
+    \b
+    Example:
+      vmemmap boot --machine qemu-2g --era 6.1
+      vmemmap boot --machine opteron-2007 --era 2.6.26 --json
+    """
+    from vmemmap.bootlog import render_boot_log
+    from vmemmap.facts import boot_facts, boot_json
+
+    k = _boot(machine, era, model, la57, kaslr_seed)
+    if as_json:
+        _emit_json(boot_json(k))
+        return
+    for line in render_boot_log(boot_facts(k)):
+        click.echo(line)
+
+
+# ---------------------------------------------------------------------- sections
+
+@main.command()
+@_machine_option
+@_era_option(DEFAULT_ERA)
+@_model_option
+@_la57_option
+@_kaslr_option
+@_json_option
+def sections(machine: str, era: str, model: str | None, la57: bool | None, kaslr_seed: int | None,
+             as_json: bool) -> None:
+    """The mem_section table, like crash's `kmem -n` section listing.
+
+    \b
+    Example:
+      vmemmap sections --machine qemu-2g --era 6.1
+    """
+    from vmemmap.facts import section_rows
+    from vmemmap.kmem import kmem_n
+
+    k = _boot(machine, era, model, la57, kaslr_seed)
+    if not hasattr(k.model, "sections"):
+        raise InputError(f"{k.model_name} has no mem_section table (only SPARSEMEM models do)")
+    if as_json:
+        _emit_json({"machine": k.machine.name, "era": k.era.name, "model": k.model_name,
+                    "sections": section_rows(k)})
+        return
+    click.echo(kmem_n(k), nl=False)
+
+
+# ---------------------------------------------------------------------- ptdump
+
+@main.command()
+@_machine_option
+@_era_option(DEFAULT_ERA)
+@_model_option
+@_la57_option
+@_kaslr_option
+def ptdump(machine: str, era: str, model: str | None, la57: bool | None, kaslr_seed: int | None) -> None:
+    """The kernel page tables in /sys/kernel/debug/page_tables/kernel format.
+
+    \b
+    Example:
+      vmemmap ptdump --machine qemu-2g --era 6.1
+    """
+    from vmemmap.paging.ptdump import ptdump as dump
+
+    k = _boot(machine, era, model, la57, kaslr_seed)
+    click.echo(dump(k.tables, list(k.layout.markers)), nl=False)
+
+
+# ---------------------------------------------------------------------- translate
+
+@main.command()
+@_machine_option
+@_era_option(DEFAULT_ERA)
+@_model_option
+@_la57_option
+@_kaslr_option
+@_json_option
+@click.argument("kind", type=click.Choice(["pfn", "phys", "virt", "page"]))
+@click.argument("value")
+def translate(machine: str, era: str, model: str | None, la57: bool | None, kaslr_seed: int | None,
+              as_json: bool, kind: str, value: str) -> None:
+    """Convert a pfn, physical address, direct-map address or struct page address, showing the kernel
+    loads the conversion made and the page-table walk of the struct page.
+
+    \b
+    Example:
+      vmemmap translate --machine qemu-2g --era 2.6.21-seed --model vmemmap pfn 0x10000
+      vmemmap translate --machine qemu-2g --era 6.1 page 0xffffea0000400000 --json
+    """
+    from vmemmap.facts import parse_int
+    from vmemmap.facts import translate as do
+
+    v = parse_int(value, kind)
+    k = _boot(machine, era, model, la57, kaslr_seed)
+    r = do(k, kind, v)
+    if as_json:
+        _emit_json(r)
+        return
+    console.print(f"[bold]{r['op']}[/bold] on {r['machine']} / {r['era']} / {r['model']}")
+    t = Table(show_header=False, box=None)
+    t.add_column("k", style="cyan")
+    t.add_column("v")
+    for key in ("pfn", "phys", "virt", "page", "section", "nid", "zone", "valid"):
+        t.add_row(key, str(r[key]))
+    console.print(t)
+    console.print(f"kernel loads ({len(r['loads'])}):")
+    for ld in r["loads"] or []:
+        console.print(escape(f"  {ld['what']:<28} {ld['size']} bytes at {ld['vaddr']}"))
+    if not r["loads"]:
+        console.print("  none: the conversion is address arithmetic on constants")
+    console.print("page-table walk of the struct page:")
+    for s in r["walk"]:
+        console.print(f"  {s['level']:<4} [{s['index']:3}] {s['entry']}")
+
+
+# ---------------------------------------------------------------------- compare
+
+@main.command()
+@_machine_option
+@_era_option(COMPARE_DEFAULT_ERA)
+@_la57_option
+@_json_option
+def compare(machine: str, era: str, la57: bool | None, as_json: bool) -> None:
+    """Every memory model the era can build for a machine, side by side (the main job).
+
+    \b
+    Example:
+      vmemmap compare
+      vmemmap compare --machine sparse-holes --era 2.6.24 --json
+    """
+    from vmemmap.compare import compare as run
+    from vmemmap.compare import render
+
+    from vmemmap.machine import load_machine
+
+    m = load_machine(machine)
+    e = load_era(era)
+    show = not as_json and sys.stderr.isatty()
+    res = run(m, e, la57=la57, progress=show)
+    if as_json:
+        _emit_json(res)
+        return
+    render(res, console)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
