@@ -195,6 +195,7 @@ class Kernel:
     vmemmap_leaves: list[VmemmapLeaf] = field(default_factory=list)
     populate_order: list[tuple[int, int, int, int]] = field(default_factory=list)  # (vstart, vend, pstart, node)
     image_end: int = 0
+    table_queue: list[int] = field(default_factory=list)  # page-table pages handed out before bulk maps
     model: object = None  # MemoryModel, set by boot()
     mem_section_size: int = 16
 
@@ -370,7 +371,11 @@ def boot(
     phys = PhysMem()
     first_nid = min(node_map)
 
+    table_queue: list[int] = []  # tables a caller allocated ahead, in the kernel's order
+
     def alloc_table(nid: int) -> int:
+        if table_queue:
+            return table_queue.pop(0)
         nid = nid if nid in node_map else first_nid
         return mb.alloc(PAGE_SIZE, PAGE_SIZE, nid, "page table", goal=era.max_dma_address)
 
@@ -390,7 +395,7 @@ def boot(
         machine=machine, era=era, model_name=model_name, options=options, la57=la57, layout=layout,
         phys=phys, memblock=mb, tables=tables, mem=kmem, numa_config=numa_config, e820=e820,
         e820_updates=updates, max_pfn=max_pfn, max_arch_pfn=max_arch_pfn, symbols=symbols,
-        image_end=image_end,
+        image_end=image_end, table_queue=table_queue,
         mem_section_size=options.mem_section_size or era.mem_section_size,
     )
 

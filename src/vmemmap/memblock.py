@@ -111,6 +111,37 @@ class Memblock:
             f"out of boot memory: cannot allocate {size:#x} bytes aligned {align:#x} on node {nid} for {what}"
         )
 
+    def alloc_seq(self, count: int, size: int, nid: int, what: str, goal: int = 0) -> list[tuple[int, int]]:
+        """``count`` successive ``alloc(size, size, nid, goal)`` calls, as ``(start, n)`` runs.
+
+        For bootmem (bottom-up first fit) the blocks are taken in address order from the free ranges
+        at or above the goal, which is exactly what the calls one by one return; top-down memblock
+        falls back to single calls.
+        """
+        out: list[tuple[int, int]] = []
+        if not self.top_down and nid in self._free:
+            nf = self._free[nid]
+            j = bisect.bisect_right(nf.ends, goal)
+            while count and j < len(nf.starts):
+                s, e = nf.starts[j], nf.ends[j]
+                cand = _align_up(max(s, goal), size)
+                n = min(count, max(0, (e - cand) // size))
+                if n:
+                    self._take(nf, cand, cand + n * size)
+                    self._record(cand, cand + n * size, nid, what)
+                    out.append((cand, n))
+                    count -= n
+                    j = bisect.bisect_right(nf.ends, goal)
+                else:
+                    j += 1
+        for _ in range(count):
+            p = self.alloc(size, size, nid, what, goal=goal)
+            if out and out[-1][0] + out[-1][1] * size == p:
+                out[-1] = (out[-1][0], out[-1][1] + 1)
+            else:
+                out.append((p, 1))
+        return out
+
     def free(self, start: int, end: int) -> None:
         """``memblock_free``: give ``[start, end)`` back to the node that owns it."""
         for ms, me, nid in self.memory:

@@ -176,12 +176,40 @@ class Vmemmap(SparseBase):
         return out
 
     def _populate_sequential(self, vstart: int, vend: int, nid: int, alloc) -> None:  # noqa: ANN001
-        """One block per leaf, allocated then mapped, as the 2.6.x loop does (tables interleave)."""
+        """One block per leaf, allocated then mapped, as the 2.6.x loop does (tables interleave).
+
+        Base pages are handled a PTE table at a time with the same allocation order: the missing
+        tables of the chunk first (``vmemmap_pmd_populate``), then its data pages
+        (``vmemmap_pte_populate``), taken as consecutive first fits.
+        """
         ls = self.leaf_size
-        for idx in self._new_leaves(vstart, vend):
-            p = alloc(ls)
-            self.k.tables.map(idx * ls, p, ls, ls, self.prot, nid)
-            self._record(idx * ls, idx * ls + ls, p, nid)
+        leaves = self._new_leaves(vstart, vend)
+        if ls == PMD_SIZE:
+            for idx in leaves:
+                p = alloc(ls)
+                self.k.tables.map(idx * ls, p, ls, ls, self.prot, nid)
+                self._record(idx * ls, idx * ls + ls, p, nid)
+            return
+        k = self.k
+        per_table = PMD_SIZE // ls
+        i = 0
+        while i < len(leaves):
+            chunk = leaves[i : i + 1]
+            while i + len(chunk) < len(leaves) and leaves[i + len(chunk)] == chunk[-1] + 1 \
+                    and leaves[i + len(chunk)] // per_table == chunk[0] // per_table:
+                chunk.append(leaves[i + len(chunk)])
+            i += len(chunk)
+            w = k.tables.walk(chunk[0] * ls)
+            missing = len(k.tables.level_names) - len(w.steps)
+            for _ in range(missing):
+                k.table_queue.append(k.memblock.alloc(PAGE_SIZE, PAGE_SIZE, nid, "page table",
+                                                      goal=k.era.max_dma_address))
+            idx = chunk[0]
+            for p, n in k.memblock.alloc_seq(len(chunk), ls, nid, "vmemmap block", goal=k.era.max_dma_address):
+                k.tables.map(idx * ls, p, n * ls, ls, self.prot, nid)
+                self._record(idx * ls, (idx + n) * ls, p, nid)
+                idx += n
+            k.table_queue.clear()
 
     def _populate_runs(self, nrs: list[int], sec_bytes: int, nid: int, buffer: SparseBuffer) -> None:
         """Populate runs of consecutive sections at once.
