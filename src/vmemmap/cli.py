@@ -6,7 +6,6 @@ Errors are one line on stderr, ``vmemmap: error: ...``, exit 2 for bad input and
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -29,7 +28,9 @@ console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
 
 def _emit_json(obj: Any) -> None:
-    click.echo(json.dumps(obj, indent=2))
+    from vmemmap.jsonout import dump
+
+    dump(obj, sys.stdout)
 
 
 class _Group(click.Group):

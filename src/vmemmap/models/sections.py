@@ -236,6 +236,14 @@ class SectionTable:
             out[have] = self.k.mem.peek_u64_array(addrs[have])
         return out
 
+    def addrs_array(self, nrs: np.ndarray) -> np.ndarray:
+        """Virtual addresses of ``struct mem_section`` for present sections ``nrs`` (bulk)."""
+        nrs = np.asarray(nrs, dtype=np.int64)
+        if not self.extreme:
+            return np.uint64(self.root_array) + nrs.astype(np.uint64) * np.uint64(self.ms_size)
+        lut = self._root_lut()
+        return lut[nrs // self.per_root] + (nrs % self.per_root).astype(np.uint64) * np.uint64(self.ms_size)
+
     def _root_lut(self) -> np.ndarray:
         lut = np.zeros(self.nr_roots, dtype=np.uint64)
         for r, va in self.roots.items():
