@@ -103,6 +103,13 @@ _kaslr_option = click.option(
 )
 
 
+def _kernel_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--machine, --era, --model, --la57, --kaslr-seed: what every booting command takes."""
+    for opt in reversed((_machine_option, _era_option(DEFAULT_ERA), _model_option, _la57_option, _kaslr_option)):
+        fn = opt(fn)
+    return fn
+
+
 def _boot(machine: str, era: str, model: str | None, la57: bool | None, kaslr_seed: int | None,
           quiet: bool = False):  # noqa: ANN202
     from vmemmap.kernel import BootOptions, boot
@@ -201,11 +208,7 @@ def machines(as_json: bool) -> None:
 # ---------------------------------------------------------------------- boot
 
 @main.command(name="boot")
-@_machine_option
-@_era_option(DEFAULT_ERA)
-@_model_option
-@_la57_option
-@_kaslr_option
+@_kernel_options
 @_json_option
 def boot_cmd(machine: str, era: str, model: str | None, la57: bool | None, kaslr_seed: int | None,
              as_json: bool) -> None:
@@ -230,11 +233,7 @@ def boot_cmd(machine: str, era: str, model: str | None, la57: bool | None, kaslr
 # ---------------------------------------------------------------------- sections
 
 @main.command()
-@_machine_option
-@_era_option(DEFAULT_ERA)
-@_model_option
-@_la57_option
-@_kaslr_option
+@_kernel_options
 @_json_option
 def sections(machine: str, era: str, model: str | None, la57: bool | None, kaslr_seed: int | None,
              as_json: bool) -> None:
@@ -260,11 +259,7 @@ def sections(machine: str, era: str, model: str | None, la57: bool | None, kaslr
 # ---------------------------------------------------------------------- ptdump
 
 @main.command()
-@_machine_option
-@_era_option(DEFAULT_ERA)
-@_model_option
-@_la57_option
-@_kaslr_option
+@_kernel_options
 def ptdump(machine: str, era: str, model: str | None, la57: bool | None, kaslr_seed: int | None) -> None:
     """The kernel page tables in /sys/kernel/debug/page_tables/kernel format.
 
@@ -281,11 +276,7 @@ def ptdump(machine: str, era: str, model: str | None, la57: bool | None, kaslr_s
 # ---------------------------------------------------------------------- translate
 
 @main.command()
-@_machine_option
-@_era_option(DEFAULT_ERA)
-@_model_option
-@_la57_option
-@_kaslr_option
+@_kernel_options
 @_json_option
 @click.argument("kind", type=click.Choice(["pfn", "phys", "virt", "page"]))
 @click.argument("value")

@@ -349,7 +349,7 @@ def boot(
         # e820__memory_setup() → trim_bios_range(): page 0 becomes reserved, the legacy area goes
         e820, u = _e820_update(e820, 0, PAGE_SIZE, "usable", "reserved")
         updates += u
-        e820, u = _e820_remove(e820, 0xA0000, 0x100000, "usable")
+        e820, u = _e820_update(e820, 0xA0000, 0x100000, "usable", None)
         updates += u
     usable = _merge([(s, e) for s, e, t in e820 if t == "usable"])
     usable = [(_align_up(s, PAGE_SIZE), min(_align_down(e, PAGE_SIZE), max_arch_pfn << PAGE_SHIFT)) for s, e in usable]
@@ -447,9 +447,10 @@ def _align_down(x: int, a: int) -> int:
 
 
 def _e820_update(
-    e820: list[tuple[int, int, str]], start: int, end: int, old: str, new: str
+    e820: list[tuple[int, int, str]], start: int, end: int, old: str, new: str | None
 ) -> tuple[list[tuple[int, int, str]], list[tuple[str, int, int, str, str]]]:
-    """``e820__range_update``: entries of type ``old`` inside ``[start, end)`` become ``new``."""
+    """``e820__range_update`` (entries of type ``old`` inside ``[start, end)`` become ``new``) or,
+    with ``new=None``, ``e820__range_remove(start, size, old, check_type=true)``."""
     out: list[tuple[int, int, str]] = []
     hit = False
     for s, e, t in e820:
@@ -459,28 +460,12 @@ def _e820_update(
         hit = True
         if s < start:
             out.append((s, start, t))
-        out.append((max(s, start), min(e, end), new))
+        if new is not None:
+            out.append((max(s, start), min(e, end), new))
         if end < e:
             out.append((end, e, t))
-    return sorted(out), ([("update", start, end, old, new)] if hit else [])
-
-
-def _e820_remove(
-    e820: list[tuple[int, int, str]], start: int, end: int, old: str
-) -> tuple[list[tuple[int, int, str]], list[tuple[str, int, int, str, str]]]:
-    """``e820__range_remove(start, size, old_type, check_type=true)``."""
-    out: list[tuple[int, int, str]] = []
-    hit = False
-    for s, e, t in e820:
-        if t != old or e <= start or s >= end:
-            out.append((s, e, t))
-            continue
-        hit = True
-        if s < start:
-            out.append((s, start, t))
-        if end < e:
-            out.append((end, e, t))
-    return sorted(out), ([("remove", start, end, old, "")] if hit else [])
+    what = ("update", start, end, old, new) if new is not None else ("remove", start, end, old, "")
+    return sorted(out), ([what] if hit else [])
 
 
 # ---------------------------------------------------------------------- nodes
