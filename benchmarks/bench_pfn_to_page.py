@@ -356,7 +356,7 @@ def main() -> int:
     cases = [("2.6.24", mdl) for mdl in legal_models(load_era("2.6.24"), load_machine("qemu-2g"))]
     cases.append(("6.1", "vmemmap"))
     print(f"qemu-2g, {args.n:,} random RAM pfns (seed {SEED}); scalar loop over the first {args.scalar_n:,}; "
-          f"best of {REPEAT}; C: {cc or 'none'} -O2")
+          f"best of {REPEAT}; C: {cc + ' -O2' if cc else 'none (skipped)'}")
     rows: list[list[str]] = []
     notes: list[str] = []
     t0 = time.perf_counter()

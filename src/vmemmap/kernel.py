@@ -31,6 +31,8 @@ from vmemmap.paging import entry as pte
 from vmemmap.paging.tables import PageTables
 from vmemmap.physmem import PhysMem
 
+_USAGE_SUBSECTION_MAP_OFFSET = 16  # struct mem_section_usage: rcu_head, then subsection_map[] (6.x)
+
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
 PMD_SIZE = 1 << 21
@@ -155,6 +157,7 @@ class BootOptions:
     kaslr_seed: int | None = None  # None: nokaslr
     gbpages: bool | None = None  # None: era default (CONFIG_DIRECT_GBPAGES) and CPU
     mem_section_size: int | None = None  # 32 for kernels with PAGE_EXTENSION (Debian generic)
+    kaslr_bases: tuple[int, int, int] | None = None  # (page_offset_base, vmalloc_base, vmemmap_base) as found
 
 
 @dataclass
@@ -198,6 +201,10 @@ class Kernel:
     table_queue: list[int] = field(default_factory=list)  # page-table pages handed out before bulk maps
     model: object = None  # MemoryModel, set by boot()
     mem_section_size: int = 16
+    max_possible_pfn: int = 0  # highest pfn RAM could ever reach (SRAT, hot-pluggable ranges included)
+    memory_block_size: int = 0  # probe_memory_block_size() at boot (memory_dev_init)
+    # memory added after boot by add_memory(): (start_pfn, end_pfn, nid, online type, zone name or "")
+    added_memory: list[tuple[int, int, int, str, str]] = field(default_factory=list)
 
     # ------------------------------------------------------------------ address helpers
     @property
@@ -358,7 +365,8 @@ def boot(
         raise InputError(f"machine {machine.name} has no usable RAM below {max_bits} physical address bits")
     max_pfn = usable[-1][1] >> PAGE_SHIFT
 
-    layout = build_layout(era, la57=la57, kaslr_seed=options.kaslr_seed, max_pfn=max_pfn)
+    layout = build_layout(era, la57=la57, kaslr_seed=options.kaslr_seed, max_pfn=max_pfn,
+                          kaslr_bases=options.kaslr_bases)
 
     # 3. boot allocator with node ranges
     numa_config = model_name != "flatmem"
@@ -405,8 +413,12 @@ def boot(
     _build_direct_map(kernel, usable)
 
     # kernel variables every era has
-    for name, value in (("max_pfn", max_pfn), ("max_low_pfn", min(max_pfn, 0x100000)),
-                        ("max_possible_pfn", max_pfn), ("phys_base", 0)):
+    # max_low_pfn: setup_arch() sets it to the end of RAM below 4 GiB, then init_mem_mapping()
+    # (arch/x86/mm/init.c, CONFIG_X86_64) raises it to max_pfn ("can we preserve max_low_pfn ?").
+    max_low_pfn = max_pfn if era.boot_allocator == "memblock" else min(max_pfn, 0x100000)
+    kernel.max_possible_pfn = _max_possible_pfn(machine, max_pfn, numa_config)
+    for name, value in (("max_pfn", max_pfn), ("max_low_pfn", max_low_pfn),
+                        ("max_possible_pfn", kernel.max_possible_pfn), ("phys_base", 0)):
         if name in symbols:
             kmem.store(symbols[name], value)
     if layout.dynamic_layout:
@@ -422,7 +434,168 @@ def boot(
     kernel.model = m
     m.init()
     _memmap_init(kernel)
+    kernel.memory_block_size = probe_memory_block_size(kernel)
     return kernel
+
+
+# ---------------------------------------------------------------------- memory blocks and hot-add
+
+MIN_MEMORY_BLOCK_SIZE = 1 << 27  # 1UL << SECTION_SIZE_BITS (x86-64)
+MAX_BLOCK_SIZE = 2 << 30  # arch/x86/mm/init_64.c: 2 GiB
+MEM_SIZE_FOR_LARGE_BLOCK = 64 << 30
+ONLINE_TYPES = ("offline", "online", "online_kernel", "online_movable")
+
+
+def probe_memory_block_size(k: Kernel) -> int:
+    """``probe_memory_block_size`` (arch/x86/mm/init_64.c @ 6.1): 128 MiB while boot memory ends below
+    64 GiB; else 2 GiB on bare metal; under a hypervisor the largest power of two <= 2 GiB dividing the
+    end of boot memory (``max_pfn << PAGE_SHIFT``)."""
+    end = k.max_pfn << PAGE_SHIFT
+    if end < MEM_SIZE_FOR_LARGE_BLOCK:
+        return MIN_MEMORY_BLOCK_SIZE
+    if not k.machine.cpu.hypervisor:
+        return MAX_BLOCK_SIZE
+    bz = MAX_BLOCK_SIZE
+    while bz > MIN_MEMORY_BLOCK_SIZE and end % bz:
+        bz >>= 1
+    return bz
+
+
+def add_memory(k: Kernel, start: int, size: int, nid: int, online: str = "offline") -> None:
+    """Hot-add ``[start, start+size)`` on ``nid`` and online it as ``online`` says (6.1).
+
+    ``add_memory_resource`` (mm/memory_hotplug.c) → ``arch_add_memory`` (arch/x86/mm/init_64.c):
+    ``init_memory_mapping(start, end)`` extends the direct map with the boot page-size rules, and
+    ``add_pages`` → ``__add_pages`` → ``sparse_add_section`` per section: ``sparse_index_init``,
+    ``section_activate`` (a kzalloc'd ``mem_section_usage`` with the sub-section bits of the range,
+    ``vmemmap_populate`` with PMD leaves on ``nid``), ``__section_mark_present`` and
+    ``sparse_init_one_section`` (word = encoded memmap | PRESENT | HAS_MEM_MAP: no EARLY, no ONLINE);
+    ``update_end_of_memory_vars`` raises ``max_pfn`` / ``max_low_pfn``.  Memory blocks are created
+    offline; ``online`` (``memhp_default_state`` / ``auto_online_blocks``) then onlines them:
+    ``online_pages`` → ``move_pfn_range_to_zone`` (zone span grows, memmap links written) and
+    ``online_mem_sections`` (ONLINE flag).  ``online`` picks ``default_zone_for_pfn`` (the kernel zone),
+    ``online_movable`` ZONE_MOVABLE.
+
+    Stand-ins: the buddy allocator is not modelled, so the vmemmap backing, usage maps and page tables
+    come from memblock on ``nid`` (the node is right, the exact address is not the kernel's).
+    """
+    if online not in ONLINE_TYPES:
+        raise InputError(f"online type {online!r}: one of {', '.join(ONLINE_TYPES)}")
+    if k.era.boot_allocator != "memblock" or not k.model_name.startswith("vmemmap"):
+        raise InputError(f"memory hot-add is modelled for 6.x SPARSEMEM_VMEMMAP only, not {k.era.name} {k.model_name}")
+    pps = k.era.pages_per_section
+    sub = 1 << (k.era.subsection_shift - PAGE_SHIFT)
+    spfn, epfn = start >> PAGE_SHIFT, (start + size) >> PAGE_SHIFT
+    if start % (sub << PAGE_SHIFT) or size % (sub << PAGE_SHIFT) or size <= 0:
+        raise InputError(f"hot-add range {start:#x}+{size:#x} is not sub-section ({sub << PAGE_SHIFT:#x}) aligned")
+    if nid not in k.nodes:
+        raise InputError(f"hot-add on node {nid}: no such node")
+    era, m = k.era, k.model
+    st = m.sections  # type: ignore[attr-defined]
+
+    # arch_add_memory: the direct map first
+    cpu = k.machine.cpu
+    gb = cpu.gbpages and (era.directmap_gbpages if k.options.gbpages is None else k.options.gbpages)
+    prot_large = PAGE_KERNEL_LARGE if cpu.nx else PAGE_KERNEL_LARGE & ~_PAGE_NX
+    prot_4k = PAGE_KERNEL if cpu.nx else PAGE_KERNEL & ~_PAGE_NX
+    for s, e, psize in _split_mem_range(start, start + size, cpu.pse, gb, lambda a, b: start <= a and b <= start + size):
+        k.tables.map(k.page_offset + s, s, e - s, psize, prot_4k if psize == PAGE_SIZE else prot_large, nid)
+        k.directmap.append((s, e, psize))
+    k.directmap.sort()
+
+    # __add_pages → sparse_add_section, one section (or sub-section run) at a time
+    sp = era.struct_page_size
+    flags_online = era.section_flag("ONLINE") if online != "offline" else 0
+    pfn = spfn
+    while pfn < epfn:
+        nr = pfn // pps
+        cur_end = min(epfn, (nr + 1) * pps)
+        st.sparse_index_init(nr, nid)
+        memmap = k.layout.vmemmap_base + nr * pps * sp
+        # populate_section_memmap → vmemmap_populate(start, end, nid): PMD leaves (vmemmap_populate_hugepages)
+        v0 = k.layout.vmemmap_base + pfn * sp
+        v1 = k.layout.vmemmap_base + cur_end * sp
+
+        def alloc(sz: int, _nid: int = nid) -> int:
+            return k.memblock.alloc(sz, sz, _nid, "hot-add vmemmap")
+
+        m._populate_sequential(v0, v1, nid, alloc)  # type: ignore[attr-defined]
+        first = not st.is_present(nr)
+        if first:
+            usage = k.memblock.alloc(era.usage_size, 64, nid, "mem_section_usage") + k.page_offset
+            st.write_usage(nr, usage)
+            st.set_present(nr, True)
+        usage = st.usage_of(nr)
+        a, b = (pfn - nr * pps) // sub, (cur_end - nr * pps - 1) // sub
+        bits = ((1 << (b - a + 1)) - 1) << a
+        old_map = k.mem.peek(usage + _USAGE_SUBSECTION_MAP_OFFSET, 8)
+        k.mem.store(usage + _USAGE_SUBSECTION_MAP_OFFSET, old_map | bits)
+        word = k.mem.peek(st.section_addr_nocheck(nr), 8)
+        word = (word & ~era.section_map_mask & 0xFFFF_FFFF_FFFF_FFFF) | st.encode_mem_map(memmap, nr)
+        word |= era.section_flag("PRESENT") | era.section_flag("HAS_MEM_MAP") | flags_online
+        st.write_word(nr, word)
+        m._add_piece(pfn, cur_end, v0, nid)  # type: ignore[attr-defined]
+        pfn = cur_end
+    m._pieces.sort(key=lambda p: p.start_pfn)  # type: ignore[attr-defined]
+
+    # update_end_of_memory_vars
+    if epfn > k.max_pfn:
+        k.max_pfn = epfn
+        for name in ("max_pfn", "max_low_pfn"):
+            if name in k.symbols:
+                k.mem.store(k.symbols[name], epfn)
+
+    zname = ""
+    if online != "offline":
+        # zone_for_pfn_range(): MMOP_ONLINE_MOVABLE → ZONE_MOVABLE, MMOP_ONLINE_KERNEL → the kernel zone,
+        # MMOP_ONLINE → default_zone_for_pfn (online_policy contig-zones)
+        zname = {"online_movable": "Movable", "online_kernel": default_kernel_zone(k, nid, spfn, epfn)}.get(
+            online) or default_zone_for_pfn(k, nid, spfn, epfn)
+        idx = era.zone_names.index(zname)
+        z = next((z for z in k.zones if z.nid == nid and z.idx == idx), None)
+        if z is None:
+            z = Zone(nid, idx, zname, spfn, epfn, 0)
+            k.zones.append(z)
+        else:
+            z.start_pfn, z.end_pfn = min(z.start_pfn, spfn), max(z.end_pfn, epfn)
+        z.present_pages += epfn - spfn
+        # memmap_init_range via move_pfn_range_to_zone: the struct pages get their links
+        pf = k.page_flags
+        for piece in m.memmap_pieces():  # type: ignore[attr-defined]
+            s, e = max(spfn, piece.start_pfn), min(epfn, piece.end_pfn)
+            if s < e:
+                sec = s >> era.pfn_section_shift if pf.sections_width else 0
+                _fill_pages(k, piece, s, e, pf.links(sec, nid, idx), sp)
+    k.added_memory.append((spfn, epfn, nid, online, zname if online != "offline" else ""))
+
+
+def zone_intersects(z: Zone | None, start_pfn: int, end_pfn: int) -> bool:
+    """``zone_intersects`` (include/linux/mmzone.h): an empty zone intersects nothing."""
+    return z is not None and z.spanned_pages > 0 and z.start_pfn < end_pfn and start_pfn < z.end_pfn
+
+
+def default_kernel_zone(k: Kernel, nid: int, start_pfn: int, end_pfn: int) -> str:
+    """``default_kernel_zone_for_pfn`` (mm/memory_hotplug.c @ 6.1): the first zone below ZONE_NORMAL that
+    intersects the range, else ZONE_NORMAL."""
+    names = k.era.zone_names
+    for idx, name in enumerate(names[: names.index("Normal")]):
+        z = next((z for z in k.zones if z.nid == nid and z.idx == idx), None)
+        if zone_intersects(z, start_pfn, end_pfn):
+            return name
+    return "Normal"
+
+
+def default_zone_for_pfn(k: Kernel, nid: int, start_pfn: int, end_pfn: int) -> str:
+    """``default_zone_for_pfn`` (mm/memory_hotplug.c @ 6.1, online_policy contig-zones, movable_node off):
+    inherit the one zone (kernel or movable) the range already touches, else the kernel zone."""
+    kern = default_kernel_zone(k, nid, start_pfn, end_pfn)
+    names = k.era.zone_names
+    kz = next((z for z in k.zones if z.nid == nid and z.name == kern), None)
+    mz = next((z for z in k.zones if z.nid == nid and z.idx == names.index("Movable")), None)
+    in_kernel, in_movable = zone_intersects(kz, start_pfn, end_pfn), zone_intersects(mz, start_pfn, end_pfn)
+    if in_kernel != in_movable:
+        return kern if in_kernel else "Movable"
+    return kern
 
 
 # ---------------------------------------------------------------------- e820
@@ -469,6 +642,19 @@ def _e820_update(
 
 
 # ---------------------------------------------------------------------- nodes
+
+
+def _max_possible_pfn(machine: Machine, max_pfn: int, numa: bool) -> int:
+    """``max_possible_pfn``: ``max_pfn`` (setup_arch), raised by every SRAT memory affinity entry,
+    hot-pluggable or not: ``max_possible_pfn = max(max_possible_pfn, PFN_UP(end - 1))`` in
+    ``acpi_numa_memory_affinity_init`` (drivers/acpi/numa/srat.c @ 6.1).  A kernel without NUMA (the
+    FLATMEM model here) never parses SRAT."""
+    top = max_pfn
+    if numa:
+        for n in machine.nodes:
+            for _, e in n.ranges + n.hotplug:
+                top = max(top, -(-(e - 1) // PAGE_SIZE))
+    return top
 
 
 def _node_ranges(machine: Machine, usable: list[tuple[int, int]], numa: bool) -> dict[int, list[tuple[int, int]]]:
@@ -524,15 +710,15 @@ def _setup_zones(k: Kernel) -> None:
         lo = max(lo, hi)
     for node in k.nodes.values():
         for i, name, zlo, zhi in bounds:
+            # zone_spanned_pages_in_node (mm/page_alloc.c @ 6.1): the zone's range clamped to the node's
+            # span -- holes inside the node count as spanned (hole-6G: DMA32 spans up to 4 GiB)
             s, e = max(zlo, node.start_pfn), min(zhi, node.end_pfn)
             if s >= e:
                 continue
-            # zone_spanned_pages_in_node: clamp the span to memory actually present in the zone
             pres = [(max(a, s), min(b, e)) for a, b in node.ranges if max(a, s) < min(b, e)]
             if not pres:
-                continue
-            zs, ze = pres[0][0], pres[-1][1]
-            k.zones.append(Zone(node.nid, i, name, zs, ze, sum(b - a for a, b in pres)))
+                continue  # spanned but never populated: left out (no struct zone user here needs it)
+            k.zones.append(Zone(node.nid, i, name, s, e, sum(b - a for a, b in pres)))
 
 
 def global_zone_ranges(k: Kernel) -> list[tuple[str, int, int]]:
@@ -587,19 +773,20 @@ def _memmap_init(k: Kernel) -> None:
             if s >= e:
                 continue
             if per_section:
-                sec = s >> k.era.pfn_section_shift
-                while s < e:
-                    se = min(e, (sec + 1) << k.era.pfn_section_shift)
-                    _fill_pages(k, piece, s, se, pf.links(sec, z.nid, z.idx), sp)
-                    s, sec = se, sec + 1
+                # the section field steps by one every PAGES_PER_SECTION struct pages: one stepped fill
+                sec0 = s >> k.era.pfn_section_shift
+                origin = piece.vaddr + ((sec0 << k.era.pfn_section_shift) - piece.start_pfn) * sp
+                step = (pps * sp, {0: 1 << pf.sections_pgshift})
+                _fill_pages(k, piece, s, e, pf.links(sec0, z.nid, z.idx), sp, origin, step)
             else:
                 _fill_pages(k, piece, s, e, pf.links(0, z.nid, z.idx), sp)
 
 
-def _fill_pages(k: Kernel, piece, s: int, e: int, flags: int, sp: int) -> None:  # noqa: ANN001
+def _fill_pages(k: Kernel, piece, s: int, e: int, flags: int, sp: int,  # noqa: ANN001
+                origin: int | None = None, step: tuple[int, dict[int, int]] | None = None) -> None:
     v0 = piece.vaddr + (s - piece.start_pfn) * sp
     v1 = piece.vaddr + (e - piece.start_pfn) * sp
-    k.mem.fill(v0, v1, v0, sp, {0: flags})
+    k.mem.fill(v0, v1, v0 if origin is None else origin, sp, {0: flags}, step)
 
 
 # ---------------------------------------------------------------------- direct map

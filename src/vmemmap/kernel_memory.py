@@ -89,7 +89,8 @@ class KernelMemory:
         pas = self.tables.translate_array(np.asarray(vaddrs, dtype=np.uint64))
         return self.phys.read_u64_array(pas)
 
-    def fill(self, vstart: int, vend: int, origin: int, stride: int, words: dict[int, int]) -> None:
+    def fill(self, vstart: int, vend: int, origin: int, stride: int, words: dict[int, int],
+             step: tuple[int, dict[int, int]] | None = None) -> None:
         """Initialise ``[vstart, vend)`` with a repeating ``stride``-byte record starting at ``origin``.
 
         Models the kernel's loops that initialise every ``struct page`` (``memmap_init_zone`` /
@@ -102,4 +103,4 @@ class KernelMemory:
             if s >= e:
                 continue
             pa = run.phys + (s - run.vaddr)
-            self.phys.fill(pa, pa + (e - s), pa - (s - origin), stride, words)
+            self.phys.fill(pa, pa + (e - s), pa - (s - origin), stride, words, step)

@@ -95,6 +95,7 @@ class Layout:
     struct_page_size: int = 64
     max_pfn: int | None = None
     dynamic_layout: bool = False
+    kaslr_fixed: bool = False  # KASLR bases given as found (a capture's KCORE values), not from a seed
 
     def region(self, name: str) -> Region:
         """The region called ``name`` (``'vmemmap'``, ``'direct-map'``...); KeyError if absent."""
@@ -146,7 +147,7 @@ class Layout:
             )
         if self.vmemmap_end - self.vmemmap_base + 1 < need:
             raise VmemmapError(f"{self.era}: vmemmap window too small")
-        if self.kaslr_seed is None and dm.size < (1 << self.max_physmem_bits):
+        if self.kaslr_seed is None and not self.kaslr_fixed and dm.size < (1 << self.max_physmem_bits):
             raise VmemmapError(
                 f"{self.era}: direct map ({dm.size:#x} bytes) smaller than MAX_PHYSMEM_BITS {self.max_physmem_bits}"
             )
@@ -362,6 +363,7 @@ def build_layout(
     padding_tb: int | None = None,
     *,
     p2pdma: bool | None = None,
+    kaslr_bases: tuple[int, int, int] | None = None,
 ) -> Layout:
     """Build (and validate) the address map of ``era``.
 
@@ -370,12 +372,15 @@ def build_layout(
     those three regions moving to the random bases with the KASLR region sizes, and the holes of
     ``[vaddr_start, vaddr_end)`` recomputed around them. ``max_pfn`` and ``padding_tb`` feed the direct-map
     region size; ``p2pdma`` overrides the era's CONFIG_PCI_P2PDMA behaviour (7ffb791423c7).
+    ``kaslr_bases`` = (page_offset_base, vmalloc_base, vmemmap_base) places the three randomised regions at
+    bases a real KASLR boot chose (e.g. read from /proc/kcore in an oracle capture) instead of drawing them
+    from ``kaslr_seed``; the region sizes are ``kernel_randomize_memory``'s as with a seed.
     """
     e = load_era(era) if isinstance(era, str) else era
     m = load_map(e.name)
     if la57 and not e.la57_supported:
         raise InputError(f"era {e.name} has no 5-level paging (la57)")
-    if kaslr_seed is not None and not m.get("kaslr"):
+    if (kaslr_seed is not None or kaslr_bases is not None) and not m.get("kaslr"):
         raise InputError(f"era {e.name} has no memory KASLR (CONFIG_RANDOMIZE_MEMORY arrived in 4.8)")
     maxbits = e.max_physmem_bits(la57)
     if max_pfn is not None and not 0 < max_pfn <= 1 << (maxbits - PAGE_SHIFT):
@@ -402,9 +407,9 @@ def build_layout(
     rows = _published_rows(mode["rows"], fields)
     physmem_end: int | None = ((1 << maxbits) - 1) if m.get("physmem_end") else None
 
-    if kaslr_seed is not None:
+    if kaslr_seed is not None or kaslr_bases is not None:
         plan = kaslr_plan(e, la57, max_pfn, padding_tb, p2pdma)
-        b0, b1, b2 = _kaslr_place(plan, kaslr_seed)
+        b0, b1, b2 = kaslr_bases if kaslr_bases is not None else _kaslr_place(plan, kaslr_seed or 0)
         s0, s1, s2 = (t << TB_SHIFT for t in plan.sizes_tb)
         fields.update(page_offset=b0, vmalloc_start=b1, vmemmap_base=b2)
         vmalloc_end = b1 + s1 - 1
@@ -455,6 +460,7 @@ def build_layout(
         struct_page_size=e.struct_page_size,
         max_pfn=max_pfn,
         dynamic_layout=bool(m.get("dynamic_layout")),
+        kaslr_fixed=kaslr_bases is not None,
     )
     layout.validate()
     return layout

@@ -52,15 +52,21 @@ class FillRegion:
     table: np.ndarray | None
     keys: np.ndarray
     vals: np.ndarray
+    #: stepped records: every ``period`` bytes from ``origin`` each word grows by ``incs[word]``
+    #: (struct pages whose ``page->flags`` carry the section number: it steps every section)
+    period: int = 0
+    incs: np.ndarray | None = None
 
     def clipped(self, start: int, end: int) -> FillRegion:
         return FillRegion(start, end, self.origin, self.stride, self.words, self.table, self.keys,
-                          self.vals)
+                          self.vals, self.period, self.incs)
 
     def value_at(self, addr: int) -> int:
         off = (addr - self.origin) % self.stride
         for o, v in self.words:
             if o == off:
+                if self.period and self.incs is not None:
+                    v = (v + ((addr - self.origin) // self.period) * int(self.incs[o // 8])) & ((1 << 64) - 1)
                 return v
         return 0
 
@@ -68,6 +74,9 @@ class FillRegion:
         """Vectorised: the u64 at each (8-byte aligned) address in ``addrs`` (all inside the region)."""
         widx = (addrs.astype(np.int64) - np.int64(self.origin)) % np.int64(self.stride) // 8
         if self.table is not None:
+            if self.period and self.incs is not None:
+                steps = ((addrs.astype(np.int64) - np.int64(self.origin)) // np.int64(self.period)).astype(_U64)
+                return self.table[widx] + steps * self.incs[widx]
             return self.table[widx]
         out = np.zeros(addrs.shape, dtype=_U64)
         if self.keys.size:
@@ -212,11 +221,15 @@ class PhysMem:
             (full if start <= base and base + _FRAME_SIZE <= end else part).append(pfn)
         return full, part
 
-    def fill(self, start: int, end: int, origin: int, stride: int, words: dict[int, int]) -> None:
+    def fill(self, start: int, end: int, origin: int, stride: int, words: dict[int, int],
+             step: tuple[int, dict[int, int]] | None = None) -> None:
         """Make ``[start, end)`` read as a repetition of a ``stride``-byte record starting at
         ``origin`` whose u64 at byte offset ``o`` is ``words[o]`` (other bytes zero).  Replaces
         whatever was there.  Models memmap_init()/__init_single_page() writing the same
-        ``page->flags`` into every struct page of a zone range, without materialising the memmap."""
+        ``page->flags`` into every struct page of a zone range, without materialising the memmap.
+
+        ``step=(period, incs)``: every ``period`` bytes from ``origin`` (a multiple of ``stride``)
+        the word at offset ``o`` grows by ``incs[o]`` — section numbers in ``page->flags``."""
         self._check_range(start, end, "fill")
         if stride <= 0 or stride & 7:
             raise ValueError(f"fill: stride {stride} must be a positive multiple of 8")
@@ -237,7 +250,15 @@ class PhysMem:
         if nwords <= _DENSE_MAX_WORDS:
             table = np.zeros(nwords, dtype=_U64)
             table[keys] = vals
-        region = FillRegion(start, end, origin, stride, items, table, keys, vals)
+        period, incs = 0, None
+        if step is not None:
+            period = step[0]
+            if table is None or period <= 0 or period % stride:
+                raise ValueError("fill: a step needs a small record and a period that is a multiple of the stride")
+            incs = np.zeros(nwords, dtype=_U64)
+            for o, v in step[1].items():
+                incs[o // 8] = v & ((1 << 64) - 1)
+        region = FillRegion(start, end, origin, stride, items, table, keys, vals, period, incs)
         full, part = self._edge_frames(start, end)
         for pfn in full:
             self._drop(pfn)

@@ -219,6 +219,10 @@ class SectionTable:
     def words_array(self, nrs: np.ndarray) -> np.ndarray:
         """``section_mem_map`` words of sections ``nrs`` (0 for missing roots / absent), read from memory."""
         nrs = np.asarray(nrs, dtype=np.int64)
+        if len(nrs) > 4 * 4096:
+            # many pfns, few sections: read each section's word once and index
+            uniq, inv = np.unique(nrs, return_inverse=True)
+            return self.words_array(uniq)[inv]
         out = np.zeros(len(nrs), dtype=np.uint64)
         if len(nrs) == 0:
             return out

@@ -1,0 +1,155 @@
+"""``vmemmap conform``: boot the captured machine and compare every fact of a snapshot (DESIGN.md contract 8).
+
+The machine is rebuilt from the capture itself (:func:`vmemmap.machine.capture.parse_capture_text`: e820,
+SRAT, command line, the QEMU ``-cpu``) and booted in era ``6.1`` with the capture's settings:
+
+* ``nokaslr`` on the command line: the published layout; otherwise KASLR with the bases the capture's
+  KCORE block read (``page_offset_base``, ``vmalloc_base``, ``vmemmap_base``), taken as given;
+* Debian's generic flavour (kernel release without ``-cloud``): ``CONFIG_PAGE_EXTENSION=y``, a 32-byte
+  ``struct mem_section`` (128 per root);
+* ``-cpu max``: LA57 (5-level paging) and GB pages, from the machine's CPU features.
+
+Hot-plug captures are conformed on their first snapshot only (a note says so).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from vmemmap.conform.capture import Capture, load_capture, parse_iomem_ram, parse_kcore
+from vmemmap.conform.facts import CATEGORIES, expected_facts, expected_structure, got_facts
+
+ERA = "6.1"
+
+
+def boot_options(cap: Capture, machine):  # noqa: ANN001, ANN201
+    """The :class:`~vmemmap.kernel.BootOptions` the captured boot used."""
+    from vmemmap.kernel import BootOptions
+
+    bases = None
+    if cap.kaslr:
+        kc = parse_kcore(cap.first.block("KCORE")) if cap.first.block("KCORE") else {}
+        try:
+            bases = (kc["page_offset_base"], kc["vmalloc_base"], kc["vmemmap_base"])
+        except KeyError:
+            from vmemmap.errors import InputError
+
+            raise InputError(f"{cap.path}: KASLR boot without page_offset_base/vmalloc_base/vmemmap_base "
+                             f"in its KCORE block") from None
+    return BootOptions(
+        la57=bool(machine.cpu.la57),
+        kaslr_bases=bases,
+        mem_section_size=32 if cap.generic_flavour else None,
+    )
+
+
+def online_type(cap: Capture) -> str:
+    """``memhp_default_state=`` of the command line, else Debian 6.1's default ``offline``
+    (CONFIG_MEMORY_HOTPLUG_DEFAULT_ONLINE is not set; mm/memory_hotplug.c ``mhp_default_online_type``)."""
+    for arg in cap.cmdline.split():
+        if arg.startswith("memhp_default_state="):
+            return arg.split("=", 1)[1]
+    return "offline"
+
+
+def boot_hot_adds(cap: Capture, machine) -> list[tuple[int, int, int]]:  # noqa: ANN001
+    """Memory added while booting, before the first snapshot: top-level ``System RAM`` of the snapshot's
+    /proc/iomem outside the firmware's e820 RAM (a pc-dimm present at boot, found by the ACPI memory
+    device driver; a virtio-mem device's plugged blocks).  ``(start, end, nid)``, the node from the SRAT
+    hot-pluggable range that holds it (node 0 without one)."""
+    blk = cap.first.block("IOMEM")
+    if blk is None:
+        return []
+    from vmemmap.machine.model import intersect_ranges, merge_ranges
+
+    usable = machine.usable()
+    out = []
+    for s, e, _ in parse_iomem_ram(blk):
+        covered = intersect_ranges([(s, e)], usable)
+        rest = [(s, e)]
+        if covered:
+            rest = []
+            cur = s
+            for a, b in covered:
+                if a > cur:
+                    rest.append((cur, a))
+                cur = b
+            if cur < e:
+                rest.append((cur, e))
+        for a, b in merge_ranges(rest):
+            if a < machine.max_phys:
+                continue  # e820 trims below the end of RAM (the first page, the legacy area), not hot-add
+            nid = next((n.nid for n in machine.nodes for hs, he in n.hotplug + n.ranges if hs <= a < he), 0)
+            out.append((a, b, nid))
+    return out
+
+
+def boot_capture(cap: Capture):  # noqa: ANN201
+    """Rebuild the captured machine and boot it as the capture did; returns the :class:`Kernel`.
+
+    Memory hot-added during boot (see :func:`boot_hot_adds`) goes through
+    :func:`vmemmap.kernel.add_memory` and is onlined as ``memhp_default_state`` says.
+    """
+    from vmemmap.kernel import add_memory, boot
+    from vmemmap.machine.capture import parse_capture_text
+
+    machine = parse_capture_text(cap.text, cap.path, cap.name)
+    k = boot(machine, ERA, "vmemmap", boot_options(cap, machine))
+    for s, e, nid in boot_hot_adds(cap, machine):
+        add_memory(k, s, e - s, nid, online_type(cap))
+    return k
+
+
+def category(name: str) -> str:
+    for c in sorted(CATEGORIES, key=len, reverse=True):
+        if name == c or name.startswith((c + ".", c + "[")):
+            return c
+    return name.split(".")[0].split("[")[0]
+
+
+def conform(path: str | Path) -> dict[str, Any]:
+    """Compare every fact of the capture's first snapshot with the simulated boot (contract 8 JSON)."""
+    cap = load_capture(path)
+    exp = expected_facts(cap)
+    k = boot_capture(cap)
+    got = got_facts(k, exp)
+    undone = expected_structure(exp, k)
+    notes = list(exp.notes)
+    if cap.interactive:
+        notes.append(f"hot-plug capture with {len(cap.snapshots)} snapshots: only snapshot 0 (the boot) is "
+                     f"conformed for now")
+    if undone:
+        notes.append(f"directmap: {undone} large page(s) split by set_memory_*() (mixed permissions) "
+                     f"counted at the model's page size")
+    for s, e, nid, online, _ in k.added_memory:
+        notes.append(f"memory hot-added during boot: [mem {s << 12:#x}-{(e << 12) - 1:#x}] on node {nid}, "
+                     f"{online} (memhp_default_state)")
+    if cap.kaslr:
+        notes.append("KASLR boot: page_offset_base/vmalloc_base/vmemmap_base taken from the capture's KCORE")
+    facts = []
+    for name, want in exp.facts.items():
+        have = got.get(name)
+        facts.append({"name": name, "snapshot": 0, "ok": want == have, "expected": want, "got": have})
+    agree = sum(1 for x in facts if x["ok"])
+    return {
+        "capture": cap.name,
+        "kernel": cap.kernel,
+        "era": ERA,
+        "machine": k.machine.name,
+        "notes": notes,
+        "facts": facts,
+        "agree": agree,
+        "total": len(facts),
+    }
+
+
+def by_category(res: dict[str, Any]) -> dict[str, tuple[int, int]]:
+    """``{category: (agree, total)}`` in contract order."""
+    out: dict[str, list[int]] = {c: [0, 0] for c in CATEGORIES}
+    for f in res["facts"]:
+        c = category(f["name"])
+        out.setdefault(c, [0, 0])
+        out[c][1] += 1
+        out[c][0] += int(f["ok"])
+    return {c: (a, t) for c, (a, t) in out.items() if t}
