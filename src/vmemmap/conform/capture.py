@@ -404,14 +404,13 @@ __all__ = [
 
 
 def parse_iomem_ram(blk: Block) -> list[tuple[int, int, str]]:
-    """Top-level ``System RAM`` resources of ``/proc/iomem``: ``(start, end_exclusive, name)``.
+    """``System RAM`` resources of ``/proc/iomem``: ``(start, end_exclusive, name)``.
 
-    The name keeps a driver suffix such as ``System RAM (virtio_mem)`` (``add_memory_driver_managed``).
+    At any depth: driver-managed memory nests under its device's resource (``virtio0`` holding
+    ``System RAM (virtio_mem)``, ``add_memory_driver_managed``); the name keeps the driver suffix.
     """
     out: list[tuple[int, int, str]] = []
     for ln in blk.lines:
-        if ln.startswith(" "):
-            continue
         m = re.match(r"^([0-9a-f]+)-([0-9a-f]+) : (System RAM.*)$", ln.strip())
         if m:
             out.append((int(m.group(1), 16), int(m.group(2), 16) + 1, m.group(3).strip()))

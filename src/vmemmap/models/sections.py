@@ -222,7 +222,11 @@ class SectionTable:
         if len(nrs) > 4 * 4096:
             # many pfns, few sections: read each section's word once and index
             uniq, inv = np.unique(nrs, return_inverse=True)
-            return self.words_array(uniq)[inv]
+            if len(uniq) < len(nrs) // 2:
+                return self._words_direct(uniq)[inv]
+        return self._words_direct(nrs)
+
+    def _words_direct(self, nrs: np.ndarray) -> np.ndarray:
         out = np.zeros(len(nrs), dtype=np.uint64)
         if len(nrs) == 0:
             return out
