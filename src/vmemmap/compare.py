@@ -20,6 +20,8 @@ from vmemmap.facts import hx, memmap_figures, memmap_mapping, op_loads, sample_p
 from vmemmap.kernel import BootOptions, boot, legal_models, resolve_model
 from vmemmap.machine import Machine
 
+PTE_BUDGET = 256 << 20
+
 OPS = ("pfn_to_page", "page_to_pfn", "virt_to_page", "page_address", "pfn_valid", "page_to_nid")
 
 
@@ -34,6 +36,13 @@ def compare(machine: Machine, era: Era, la57: bool | None = None, progress: bool
             resolve_model(era, machine, m)
         except ModelNotBuildable as e:
             refused.append({"model": m, "why": str(e)})
+    # base pages for a huge memmap need one PTE page per 2 MiB of memmap, all held in simulated
+    # memory: skip the what-if when that would exceed what this tool holds in RAM
+    memmap_est = machine.ram_bytes // 4096 * era.struct_page_size
+    if "vmemmap-4k" in models and memmap_est // 512 > PTE_BUDGET:
+        models.remove("vmemmap-4k")
+        refused.append({"model": "vmemmap-4k", "why": f"not run: a base-page vmemmap for {memmap_est >> 30} GiB of "
+                        f"memmap needs {memmap_est // 512 >> 20} MiB of PTE pages (limit {PTE_BUDGET >> 20} MiB)"})
     results = []
     pfn: int | None = None
     iterator: Any = models
