@@ -346,5 +346,58 @@ def compare(machine: str, era: str, la57: bool | None, as_json: bool) -> None:
     render(res, console)
 
 
+# ---------------------------------------------------------------------- conform
+
+@main.command()
+@click.argument("capture", metavar="CAPTURE")
+@_json_option
+def conform(capture: str, as_json: bool) -> None:
+    """Boot the machine of a real-kernel capture and compare every fact it shows (exit 0: all agree).
+
+    The capture is an oracle log (shared/oracle/captures/*.log): its e820, SRAT, command line and QEMU
+    CPU rebuild the machine, booted in era 6.1 as the capture was (nokaslr or KASLR bases, flavour,
+    LA57). Facts: base, max_pfn, node, zone, block, root, section, subsection, vmemmap, directmap
+    (docs/conformance.md). Hot-plug captures: the first snapshot only.
+
+    \b
+    Example:
+      vmemmap conform ../shared/oracle/captures/base-2G.log
+      vmemmap conform ../shared/oracle/captures/numa2-2G.log --json
+    """
+    from vmemmap.conform import by_category
+    from vmemmap.conform import conform as run
+
+    with console.status(f"booting {capture}...", spinner="dots") if not as_json and sys.stderr.isatty() \
+            else _null():
+        res = run(capture)
+    if as_json:
+        _emit_json(res)
+    else:
+        console.print(escape(f"{res['capture']}: Linux {res['kernel']} (snapshot 0) vs the {res['era']} model "
+                             f"of machine {res['machine']}"))
+        t = Table()
+        for col in ("category", "agree", "total", ""):
+            t.add_column(col, justify="right" if col in ("agree", "total") else "left", no_wrap=True)
+        for cat, (a, n) in by_category(res).items():
+            t.add_row(cat, str(a), str(n), "[green]ok[/green]" if a == n else "[red]differs[/red]")
+        t.add_row("[bold]all[/bold]", f"[bold]{res['agree']}[/bold]", f"[bold]{res['total']}[/bold]", "")
+        console.print(t)
+        for note in res["notes"]:
+            console.print(escape(f"note: {note}"))
+        bad = [f for f in res["facts"] if not f["ok"]]
+        for f in bad:
+            console.print(escape(f"{f['name']}: expected {_brief(f['expected'])}, got {_brief(f['got'])}"))
+        if not bad:
+            console.print(f"all {res['total']} facts agree")
+    if res["agree"] != res["total"]:
+        click.get_current_context().exit(1)
+
+
+def _brief(v: Any) -> str:
+    import json as _json
+
+    return v if isinstance(v, str) else _json.dumps(v)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
