@@ -220,7 +220,12 @@ class SectionTable:
         """``section_mem_map`` words of sections ``nrs`` (0 for missing roots / absent), read from memory."""
         nrs = np.asarray(nrs, dtype=np.int64)
         if len(nrs) > 4 * 4096:
-            # many pfns, few sections: read each section's word once and index
+            # many pfns, few sections: read each section's word once (a dense table over the sections
+            # spanned when that is small, else the distinct ones) and index it
+            lo, hi = int(nrs.min()), int(nrs.max())
+            if lo >= 0 and hi - lo < min(len(nrs) // 2, 1 << 22):
+                lut = self._words_direct(np.arange(lo, hi + 1, dtype=np.int64))
+                return lut[nrs - lo]
             uniq, inv = np.unique(nrs, return_inverse=True)
             if len(uniq) < len(nrs) // 2:
                 return self._words_direct(uniq)[inv]
