@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vmemmap.eras import MODEL_NAMES, Era, load_era
-from vmemmap.errors import InputError, ModelNotBuildable
+from vmemmap.errors import BootError, InputError, ModelNotBuildable
 from vmemmap.kernel_memory import KernelMemory
 from vmemmap.layout import Layout, build_layout
 from vmemmap.machine import Machine
-from vmemmap.memblock import Memblock
+from vmemmap.memblock import NUMA_NO_NODE, Memblock
 from vmemmap.paging import entry as pte
 from vmemmap.paging.tables import PageTables
 from vmemmap.physmem import PhysMem
@@ -157,6 +157,7 @@ class BootOptions:
     kaslr_seed: int | None = None  # None: nokaslr
     gbpages: bool | None = None  # None: era default (CONFIG_DIRECT_GBPAGES) and CPU
     mem_section_size: int | None = None  # 32 for kernels with PAGE_EXTENSION (Debian generic)
+    initrd: tuple[int, int] | None = None  # [start, end) where the boot loader put the initrd (RAMDISK:)
     kaslr_bases: tuple[int, int, int] | None = None  # (page_offset_base, vmalloc_base, vmemmap_base) as found
 
 
@@ -199,6 +200,7 @@ class Kernel:
     populate_order: list[tuple[int, int, int, int]] = field(default_factory=list)  # (vstart, vend, pstart, node)
     image_end: int = 0
     table_queue: list[int] = field(default_factory=list)  # page-table pages handed out before bulk maps
+    table_hooks: list = field(default_factory=list)  # early page-table allocators, innermost last
     model: object = None  # MemoryModel, set by boot()
     mem_section_size: int = 16
     max_possible_pfn: int = 0  # highest pfn RAM could ever reach (SRAT, hot-pluggable ranges included)
@@ -381,9 +383,13 @@ def boot(
 
     table_queue: list[int] = []  # tables a caller allocated ahead, in the kernel's order
 
+    table_hooks: list = []  # early allocators (alloc_low_pages while the direct map is built)
+
     def alloc_table(nid: int) -> int:
         if table_queue:
             return table_queue.pop(0)
+        if table_hooks:
+            return table_hooks[-1]()
         nid = nid if nid in node_map else first_nid
         return mb.alloc(PAGE_SIZE, PAGE_SIZE, nid, "page table", goal=era.max_dma_address)
 
@@ -393,9 +399,18 @@ def boot(
     img_end_phys = image_end - layout.start_kernel_map
     low_reserve = SZ_1M if era.boot_allocator == "memblock" else PAGE_SIZE  # 6.x reserves the first 1 MiB
     mb.reserve(0, low_reserve, "low memory")
-    mb.reserve(img_start, img_end_phys, "kernel image")
-
+    # brk: INIT_PGT_BUF_SIZE pages for the first direct-map tables (early_alloc_pgt_buf) follow .bss
+    # static page tables in the image's .data (init_top_pgt, level4_kernel_pgt with 5 levels,
+    # level3_kernel_pgt, level2_kernel_pgt: arch/x86/kernel/head_64.S), then brk
     levels = 5 if la57 else 4
+    static = [img_end_phys + i * PAGE_SIZE for i in range(levels - 1)]
+    brk_base = img_end_phys + len(static) * PAGE_SIZE
+    brk = [brk_base + i * PAGE_SIZE for i in range(era.early_pgt_buf_pages)]
+    mb.reserve(img_start, brk_base + len(brk) * PAGE_SIZE, "kernel image")
+    table_queue.extend(static)
+    if options.initrd is not None:
+        mb.reserve(options.initrd[0], options.initrd[1], "initrd")  # early_reserve_initrd()
+
     tables = PageTables(phys, levels, alloc_table)
     kmem = KernelMemory(phys, tables)
 
@@ -403,14 +418,16 @@ def boot(
         machine=machine, era=era, model_name=model_name, options=options, la57=la57, layout=layout,
         phys=phys, memblock=mb, tables=tables, mem=kmem, numa_config=numa_config, e820=e820,
         e820_updates=updates, max_pfn=max_pfn, max_arch_pfn=max_arch_pfn, symbols=symbols,
-        image_end=image_end, table_queue=table_queue,
+        image_end=image_end, table_queue=table_queue, table_hooks=table_hooks,
         mem_section_size=options.mem_section_size or era.mem_section_size,
     )
 
     # 4. page tables: kernel image (level2_kernel_pgt, 2 MiB leaves) and the direct map
     img_map_end = _align_up(img_end_phys, PMD_SIZE)
     tables.map(layout.start_kernel_map, 0, img_map_end, PMD_SIZE, PAGE_KERNEL_LARGE_EXEC, 0)
-    _build_direct_map(kernel, usable)
+    table_queue.clear()
+    _build_direct_map(kernel, usable, brk)
+    _setup_log_buf(kernel)
 
     # kernel variables every era has
     # max_low_pfn: setup_arch() sets it to the end of RAM below 4 GiB, then init_mem_mapping()
@@ -598,6 +615,45 @@ def default_zone_for_pfn(k: Kernel, nid: int, start_pfn: int, end_pfn: int) -> s
     return kern
 
 
+# ---------------------------------------------------------------------- early allocations
+
+LOG_BUF_DEFAULT = 1 << 17  # __LOG_BUF_LEN: 1 << CONFIG_LOG_BUF_SHIFT (17 in Debian's configs)
+PRB_AVGBITS = 5  # kernel/printk/printk.c: average text bytes per record = 32
+SIZEOF_PRB_DESC = 24  # struct prb_desc
+SIZEOF_PRINTK_INFO = 88  # struct printk_info
+LOG_ALIGN = 8  # __alignof__(struct printk_info)
+
+
+def _memparse(text: str) -> int:
+    """``memparse``: a number with an optional K/M/G/T suffix."""
+    mult = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    t = text.strip().lower()
+    if t and t[-1] in mult:
+        return int(t[:-1], 0) * mult[t[-1]]
+    return int(t, 0)
+
+
+def _setup_log_buf(k: Kernel) -> None:
+    """``setup_log_buf(early=1)`` (kernel/printk/printk.c @ 6.1) for ``log_buf_len=`` on the command line:
+    the text buffer, then ``len >> PRB_AVGBITS`` descriptors and infos, each ``memblock_alloc``."""
+    size = 0
+    for arg in k.machine.cmdline.split():
+        if arg.startswith("log_buf_len="):
+            try:
+                size = _memparse(arg.split("=", 1)[1])
+            except ValueError:
+                size = 0
+    if size <= LOG_BUF_DEFAULT or k.era.printk_log_buf == "none":
+        return
+    size = 1 << (size - 1).bit_length()  # log_buf_len_update(): roundup_pow_of_two
+    allocs = [(size, "log_buf")]
+    if k.era.printk_log_buf == "ringbuffer":
+        count = size >> PRB_AVGBITS
+        allocs += [(count * SIZEOF_PRB_DESC, "printk descs"), (count * SIZEOF_PRINTK_INFO, "printk infos")]
+    for n, what in allocs:
+        k.memblock.alloc(n, LOG_ALIGN, NUMA_NO_NODE, what)
+
+
 # ---------------------------------------------------------------------- e820
 
 
@@ -682,7 +738,8 @@ def _setup_nodes(k: Kernel, node_map: dict[int, list[tuple[int, int]]]) -> None:
         size = _align_up(lay["size"], PAGE_SIZE)
         # 6.x alloc_node_data(): memblock_alloc_try_nid(size, SMP_CACHE_BYTES, ...) top-down on the node;
         # 2.6.2x setup_node_bootmem(): an e820 area found in the node, page aligned
-        pa = k.memblock.alloc(size, PAGE_SIZE, nid, f"NODE_DATA({nid})")
+        pa = k.memblock.alloc(size, 64 if k.era.boot_allocator == "memblock" else PAGE_SIZE, nid,
+                              f"NODE_DATA({nid})")
         node.pgdat_phys = (pa, pa + size)
         node.pgdat = pa + k.page_offset
         k.nodes[nid] = node
@@ -792,38 +849,98 @@ def _fill_pages(k: Kernel, piece, s: int, e: int, flags: int, sp: int,  # noqa: 
 # ---------------------------------------------------------------------- direct map
 
 
-def _build_direct_map(k: Kernel, usable: list[tuple[int, int]]) -> None:
+def _build_direct_map(k: Kernel, usable: list[tuple[int, int]], brk: list[int] | None = None) -> None:
     """The 1:1 map of physical memory at PAGE_OFFSET.
 
     2.6.2x (bootmem eras): ``init_memory_mapping(0, end_pfn << PAGE_SHIFT)`` maps everything up to the
     end of RAM, holes included, with 2 MiB pages (1 GiB with ``direct_gbpages`` from 2.6.26).
-    memblock eras: ``init_memory_mapping(0, ISA_END_ADDRESS)`` then each memblock memory range,
-    split by ``split_mem_range`` + ``adjust_range_page_size_mask`` (arch/x86/mm/init.c).
+    memblock eras: ``init_mem_mapping()`` (arch/x86/mm/init.c @ 6.1): the ISA range first, then
+    ``memory_map_top_down()`` from the top of RAM down in growing steps, each memblock memory range
+    split by ``split_mem_range`` + ``adjust_range_page_size_mask``. Page-table pages come from the brk
+    buffer (``alloc_low_pages``) unless the range being mapped overlaps the brk itself
+    (``can_use_brk_pgt``) or the buffer is used up; then from memblock, top-down inside what is
+    already mapped (``[min_pfn_mapped, max_pfn_mapped)``).
     """
     era, cpu = k.era, k.machine.cpu
     gb = cpu.gbpages and (era.directmap_gbpages if k.options.gbpages is None else k.options.gbpages)
     use_2m = cpu.pse
     prot_large = PAGE_KERNEL_LARGE if cpu.nx else PAGE_KERNEL_LARGE & ~_PAGE_NX
     prot_4k = PAGE_KERNEL if cpu.nx else PAGE_KERNEL & ~_PAGE_NX
-    ranges: list[tuple[int, int, int]] = []
+    done: list[tuple[int, int, int]] = []
+
+    def init_memory_mapping(s: int, e: int, is_memory) -> None:  # noqa: ANN001
+        for rs, re_, size in _split_mem_range(s, e, use_2m, gb, is_memory):
+            if any(ds <= rs and re_ <= de for ds, de, _ in done):
+                continue  # mapped already (a range mapped again keeps its mapping)
+            k.tables.map(k.page_offset + rs, rs, re_ - rs, size, prot_4k if size == PAGE_SIZE else prot_large, 0)
+            done.append((rs, re_, size))
+
     if era.boot_allocator == "bootmem":
         end = _align_up(usable[-1][1], PMD_SIZE if use_2m else PAGE_SIZE)
-        ranges = _split_mem_range(0, end, use_2m, gb, lambda s, e: True)
-    else:
-        def is_memory(s: int, e: int) -> bool:
-            return any(a <= s and e <= b for a, b in usable)
+        init_memory_mapping(0, end, lambda s, e: True)
+        k.directmap = sorted(done)
+        return
 
-        for s, e in [(0, ISA_END_ADDRESS)] + usable:
-            ranges += _split_mem_range(s, e, use_2m, gb, is_memory)
-    done: list[tuple[int, int, int]] = []
-    for s, e, size in ranges:
-        # a range mapped again (ISA then first RAM range) keeps the existing mapping
-        for ds, de, _ in done:
-            if ds <= s and e <= de:
-                break
-        else:
-            k.tables.map(k.page_offset + s, s, e - s, size, prot_4k if size == PAGE_SIZE else prot_large, 0)
-            done.append((s, e, size))
+    def is_memory(s: int, e: int) -> bool:
+        return any(a <= s and e <= b for a, b in usable)
+
+    brk = list(brk or [])
+    brk_lo = min(brk) if brk else 0
+    brk_hi = max(brk) + PAGE_SIZE if brk else 0
+    state = {"brk_ok": True, "min": 0, "max": 0}
+
+    def alloc_low_page() -> int:
+        if brk and state["brk_ok"]:
+            return brk.pop(0)
+        if state["min"] < state["max"]:
+            try:
+                return k.memblock.alloc(PAGE_SIZE, PAGE_SIZE, NUMA_NO_NODE, "page table",
+                                        goal=state["min"], limit=state["max"])
+            except BootError:
+                pass
+        if brk:
+            return brk.pop(0)
+        return k.memblock.alloc(PAGE_SIZE, PAGE_SIZE, NUMA_NO_NODE, "page table")
+
+    k.table_hooks.append(alloc_low_page)
+    try:
+        # the ISA range is always mapped regardless of memory holes
+        init_memory_mapping(0, ISA_END_ADDRESS, is_memory)
+
+        def init_range_memory_mapping(r_start: int, r_end: int) -> int:
+            mapped = 0
+            for ms, me in usable:
+                s, e = min(max(ms, r_start), r_end), min(max(me, r_start), r_end)
+                if s >= e:
+                    continue
+                state["brk_ok"] = max(s, brk_lo) >= min(e, brk_hi) if brk else True
+                init_memory_mapping(s, e, is_memory)
+                state["max"] = max(state["max"], e)
+                mapped += e - s
+                state["brk_ok"] = True
+            return mapped
+
+        map_start, map_end = ISA_END_ADDRESS, k.max_pfn << PAGE_SHIFT
+        # start with the top-most PMD_SIZE range, found (and given back) through memblock
+        addr = k.memblock.alloc(PMD_SIZE, PMD_SIZE, NUMA_NO_NODE, "init_mem_mapping probe", goal=map_start,
+                                limit=map_end)
+        k.memblock.free(addr, addr + PMD_SIZE)
+        real_end = addr + PMD_SIZE
+        step = PMD_SIZE
+        state["min"] = real_end
+        last_start = real_end
+        mapped_ram = 0
+        while last_start > map_start:
+            start = max(_align_down(last_start - 1, step), map_start) if last_start > step else map_start
+            mapped_ram += init_range_memory_mapping(start, last_start)
+            last_start = start
+            state["min"] = last_start
+            if mapped_ram >= step:
+                step <<= 21 - 12 - 1  # get_new_step_size(): PMD_SHIFT - PAGE_SHIFT - 1
+        if real_end < map_end:
+            init_range_memory_mapping(real_end, map_end)
+    finally:
+        k.table_hooks.remove(alloc_low_page)
     k.directmap = sorted(done)
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from vmemmap.errors import BootError
 
 PAGE_SIZE = 4096
+NUMA_NO_NODE = -1
 
 
 @dataclass
@@ -97,7 +98,11 @@ class Memblock:
         node start (``___alloc_bootmem_node``).
         """
         align = max(align, 8)
-        nodes = [nid] + ([] if exact_nid else [n for n in sorted(self._free) if n != nid])
+        if nid == NUMA_NO_NODE:
+            # memblock_alloc(): any node, the highest fit in the whole of memory (top-down)
+            nodes = sorted(self._free, key=lambda n: max(self._free[n].ends, default=0), reverse=self.top_down)
+        else:
+            nodes = [nid] + ([] if exact_nid else [n for n in sorted(self._free) if n != nid])
         for n in nodes:
             if n not in self._free:
                 continue

@@ -390,6 +390,29 @@ def parse_initmem(lines: list[str]) -> dict[int, tuple[int, int]]:
     return out
 
 
+_RAMDISK = re.compile(r"RAMDISK: \[mem (0x[0-9a-f]+)-(0x[0-9a-f]+)\]")
+_NODE_DATA = re.compile(r"NODE_DATA\((\d+)\) allocated \[mem (0x[0-9a-f]+)-(0x[0-9a-f]+)\]")
+
+
+def parse_initrd(lines: list[str]) -> tuple[int, int] | None:
+    """``RAMDISK: [mem A-B]`` (reserve_initrd, arch/x86/kernel/setup.c): where the boot loader put it."""
+    for ln in lines:
+        m = _RAMDISK.search(ln)
+        if m:
+            return int(m.group(1), 16), int(m.group(2), 16) + 1
+    return None
+
+
+def parse_node_data(lines: list[str]) -> dict[int, int]:
+    """``NODE_DATA(n) allocated [mem A-B]`` (alloc_node_data, arch/x86/mm/numa.c): node -> start."""
+    out: dict[int, int] = {}
+    for ln in lines:
+        m = _NODE_DATA.search(ln)
+        if m:
+            out[int(m.group(1))] = int(m.group(2), 16)
+    return out
+
+
 def dmesg_lines(cap: Capture) -> list[str]:
     """The first snapshot's full dmesg (the console before the first block if there is no DMESG block)."""
     blk = cap.first.block("DMESG")
@@ -398,7 +421,7 @@ def dmesg_lines(cap: Capture) -> list[str]:
 
 __all__ = [
     "Block", "Snapshot", "Capture", "parse_capture_text", "load_capture", "parse_kcore", "parse_memsections",
-    "parse_ptwalk", "parse_memory_blocks", "parse_zoneinfo", "parse_nodes", "parse_initmem", "dmesg_lines",
+    "parse_ptwalk", "parse_memory_blocks", "parse_initrd", "parse_node_data", "parse_zoneinfo", "parse_nodes", "parse_initmem", "dmesg_lines",
     "MemSections", "SectionRow", "PtWalk", "PtRun", "MemoryBlocks", "MemoryBlock", "ZoneInfo", "_need",
 ]
 

@@ -17,7 +17,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from vmemmap.conform.capture import Capture, load_capture, parse_iomem_ram, parse_kcore
+from vmemmap.conform.capture import (
+    Capture,
+    dmesg_lines,
+    load_capture,
+    parse_initrd,
+    parse_iomem_ram,
+    parse_kcore,
+)
 from vmemmap.conform.facts import CATEGORIES, expected_facts, expected_structure, got_facts
 
 ERA = "6.1"
@@ -38,6 +45,7 @@ def boot_options(cap: Capture, machine):  # noqa: ANN001, ANN201
             raise InputError(f"{cap.path}: KASLR boot without page_offset_base/vmalloc_base/vmemmap_base "
                              f"in its KCORE block") from None
     return BootOptions(
+        initrd=parse_initrd(dmesg_lines(cap)),
         la57=bool(machine.cpu.la57),
         kaslr_bases=bases,
         mem_section_size=32 if cap.generic_flavour else None,

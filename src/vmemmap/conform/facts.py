@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vmemmap.conform.capture import (
+    parse_node_data,
     Capture,
     PtRun,
     Snapshot,
@@ -31,10 +32,12 @@ from vmemmap.conform.capture import (
 from vmemmap.errors import InputError
 
 PAGE_SHIFT = 12
+EARLY = 1 << 3  # SECTION_IS_EARLY in 6.1's enum (include/linux/mmzone.h)
 SZ_4K, SZ_2M, SZ_1G = 1 << 12, 1 << 21, 1 << 30
 SIZE_NAMES = {SZ_4K: "4K", SZ_2M: "2M", SZ_1G: "1G"}
 LEVEL_OF = {SZ_4K: "PTE", SZ_2M: "PMD", SZ_1G: "PUD"}
-CATEGORIES = ("base", "max_pfn", "node", "zone", "block", "root", "section", "subsection", "vmemmap", "directmap")
+CATEGORIES = ("base", "max_pfn", "node", "zone", "block", "root", "section", "subsection", "vmemmap", "directmap",
+              "placement")
 
 def hx(v: int) -> str:
     return f"{v:#x}"
@@ -221,12 +224,52 @@ def expected_facts(cap: Capture, snap: Snapshot | None = None) -> Expected:
             f[f"vmemmap.leafcount.{level}"] = vw.leafcount.get(level, 0)
     f["vmemmap.node"] = _vm_nodes([(r.vstart, r.vend, r.pstart) for r in vw.runs], nodes)
 
+    # placement: where memblock put the boot-time structures (the physical addresses themselves)
+    for nid, start in sorted(parse_node_data(dmesg_lines(cap)).items()):
+        f[f"placement.node_data[{nid}]"] = hx(start)
+    f["placement.mem_section"] = hx(ms.mem_section)
+    for r, addr in sorted(ms.roots.items()):
+        f[f"placement.root[{r}]"] = hx(addr)
+    for nr, row in sorted(ms.sections.items()):
+        if row.raw & EARLY:  # boot sections: memblock; hot-added ones come from the slab (not modelled)
+            f[f"placement.usage[{nr}]"] = hx(row.usage)
+    early = {nr for nr, row in ms.sections.items() if row.raw & EARLY}
+    f["placement.vmemmap"] = [[hx(a), hx(b), hx(c)] for a, b, c in _phys_runs(_early_runs(
+        [(r.vstart, r.vend, r.pstart) for r in vw.runs], early, ms.vmemmap_base))]
+
     dw = parse_ptwalk(_need(snap, "PTWALK_DIRECTMAP", where))
     cap_dm = [Leafrun(r.pstart, r.pend, r.page_size, _perms(r.flags)) for r in dw.runs]
     f["directmap.coverage"] = _rng(merge([(r.start, r.end) for r in cap_dm]))
     if dw.levels:
         f["directmap.levels"] = dw.levels
     return Expected(f, notes, cap_dm, nodes)
+
+
+def _early_runs(runs: list[tuple[int, int, int]], early: set[int], base: int) -> list[tuple[int, int, int]]:
+    """The parts of vmemmap runs that hold the memmap of boot (EARLY) sections: those come from
+    memblock at boot; hot-added sections' memmap comes from the page allocator, which we do not model."""
+    sec = (1 << 15) * 64  # memmap bytes per section (64-byte struct page, 6.1)
+    out = []
+    for vs, ve, ps in runs:
+        a = vs
+        while a < ve:
+            nr = (a - base) // sec
+            b = min(ve, base + (nr + 1) * sec)
+            if nr in early:
+                out.append((a, b, ps + (a - vs)))
+            a = b
+    return out
+
+
+def _phys_runs(runs: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """Virtual runs merged while both virtual and physical addresses continue."""
+    out: list[list[int]] = []
+    for vs, ve, ps in sorted(runs):
+        if out and out[-1][1] == vs and out[-1][2] + (vs - out[-1][0]) == ps:
+            out[-1][1] = ve
+        else:
+            out.append([vs, ve, ps])
+    return [(a, b, c) for a, b, c in out]
 
 
 def _vm_nodes(runs: list[tuple[int, int, int]], nodes: dict[int, tuple[int, int]]) -> list[list[Any]]:
@@ -364,6 +407,19 @@ def got_facts(k, exp: Expected) -> dict[str, Any]:  # noqa: ANN001
         f[f"vmemmap.leafcount.{level}"] = n
     # where the backing lies, judged by the capture's node spans (not the exact address: docs)
     f["vmemmap.node"] = _vm_nodes([(v.vstart, v.vend, v.pstart) for v in leaves], exp.node_ranges)
+
+    for nid, n in sorted(k.nodes.items()):
+        f[f"placement.node_data[{nid}]"] = hx(n.pgdat_phys[0])
+    if "mem_section" in k.symbols:
+        f["placement.mem_section"] = hx(mem.peek(k.symbols["mem_section"], 8))
+    for r, va in sorted(st.roots.items()):
+        f[f"placement.root[{r}]"] = hx(va)
+    for nr, w in zip(nrs, words.tolist()):
+        if int(w) & EARLY:
+            f[f"placement.usage[{nr}]"] = hx(st.usage_of(nr))
+    early = {nr for nr, w in zip(nrs, words.tolist()) if int(w) & EARLY}
+    f["placement.vmemmap"] = [[hx(a), hx(b), hx(c)] for a, b, c in _phys_runs(_early_runs(
+        [(v.vstart, v.vend, v.pstart) for v in leaves], early, k.layout.vmemmap_base))]
 
     model_dm = [Leafrun(s, e, size) for s, e, size in k.directmap]
     f["directmap.coverage"] = _rng(merge([(r.start, r.end) for r in model_dm]))

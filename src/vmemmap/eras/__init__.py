@@ -88,6 +88,8 @@ class Era:
     vmemmap_message: str  # 'none' | 'per-pmd' | 'coalesced'
     vmemmap_message_at_boot: bool  # printk(KERN_DEBUG) reaches dmesg; pr_debug (4.12+) does not
     e820_format: str  # 'old' (" BIOS-e820: 0000.. - 0000.. (usable)") | 'new' ("[mem 0x..-0x..]")
+    early_pgt_buf_pages: int  # INIT_PGT_BUF_SIZE / PAGE_SIZE: direct-map tables from brk first
+    printk_log_buf: str  # 'ringbuffer' | 'single' | 'none': what log_buf_len= allocates at boot
     phys_base_variable: bool  # __pa() of kernel-image addresses adds the phys_base variable (2.6.22+)
     physical_start: int  # CONFIG_PHYSICAL_START: where the kernel image is loaded
     kernel_image_bytes: int  # size of the image in RAM (text+data+bss) we reserve at boot
@@ -190,7 +192,7 @@ def load_era(name: str) -> Era:
     ints = {
         "max_physmem_bits_l4", "physical_mask_shift", "section_size_bits", "struct_page_size",
         "mem_section_size", "section_map_last_bit", "section_nid_shift", "usage_size", "nodes_shift",
-        "zones_width", "max_dma_address", "vmemmap_leaf_prot", "physical_start", "kernel_image_bytes",
+        "zones_width", "max_dma_address", "early_pgt_buf_pages", "vmemmap_leaf_prot", "physical_start", "kernel_image_bytes",
     }
     kw: dict[str, Any] = {}
     for k, v in d.items():

@@ -53,7 +53,7 @@ class SectionTable:
         k = self.k
         if self.era.mem_section_is_pointer:
             size = 8 * self.nr_roots
-            pa = k.memblock.alloc(size, INTERNODE_CACHE_BYTES, min(k.nodes or {0: 0}), "mem_section roots")
+            pa = k.memblock.alloc(size, INTERNODE_CACHE_BYTES, -1, "mem_section roots")  # NUMA_NO_NODE
             self.root_array = pa + k.page_offset
             k.mem.store(k.sym("mem_section"), self.root_array)
         else:
