@@ -54,11 +54,7 @@ def encode_note(note: Note) -> bytes:
             + note.desc.ljust(_pad4(len(note.desc)), b"\0"))
 
 
-def write_core(path: str | Path, ranges: Iterable[tuple[int, int]], read: Callable[[int, int], bytes],
-               notes: Sequence[Note] = (), vaddr_of: Callable[[int], int] | None = None) -> int:
-    """Write an ELF64 core: one ``PT_LOAD`` per physical ``[start, end)`` range (sorted, merged when
-    adjacent) whose bytes come from ``read(phys, size)``; ``vaddr_of(paddr)`` gives ``p_vaddr``
-    (0 without it, like QEMU without paging).  Returns the file size."""
+def _merge(ranges: Iterable[tuple[int, int]]) -> list[list[int]]:
     merged: list[list[int]] = []
     for s, e in sorted(ranges):
         if e <= s:
@@ -67,6 +63,19 @@ def write_core(path: str | Path, ranges: Iterable[tuple[int, int]], read: Callab
             merged[-1][1] = max(merged[-1][1], e)
         else:
             merged.append([s, e])
+    return merged
+
+
+def write_core(path: str | Path, ranges: Iterable[tuple[int, int]], read: Callable[[int, int], bytes],
+               notes: Sequence[Note] = (), vaddr_of: Callable[[int], int] | None = None,
+               data: Iterable[tuple[int, int]] | None = None) -> int:
+    """Write an ELF64 core: one ``PT_LOAD`` per physical ``[start, end)`` range (sorted, merged when
+    adjacent) whose bytes come from ``read(phys, size)``; ``vaddr_of(paddr)`` gives ``p_vaddr``
+    (0 without it, like QEMU without paging).  With ``data``, only those physical ranges are read:
+    the rest of each segment is left as a hole of the (sparse) file and reads as zeros.
+    Returns the file size."""
+    merged = _merge(ranges)
+    datar = _merge(data) if data is not None else None
     note_blob = b"".join(encode_note(n) for n in notes)
     phnum = 1 + len(merged)
     hdr_end = _EHDR.size + phnum * _PHDR.size
@@ -86,15 +95,18 @@ def write_core(path: str | Path, ranges: Iterable[tuple[int, int]], read: Callab
         f.write(b"".join(phdrs))
         f.write(note_blob)
         f.seek(data_off)
+        seg_off = data_off
         for s, e in merged:
-            a = s
-            while a < e:
-                n = min(_CHUNK, e - a)
-                f.write(read(a, n))
-                a += n
-            pad = ((e - s + PAGE - 1) & ~(PAGE - 1)) - (e - s)
-            if pad:
-                f.write(bytes(pad))
+            pieces = [(s, e)] if datar is None else [(max(s, a), min(e, b)) for a, b in datar
+                                                     if a < e and b > s]
+            for ps, pe in pieces:
+                f.seek(seg_off + (ps - s))
+                a = ps
+                while a < pe:
+                    n = min(_CHUNK, pe - a)
+                    f.write(read(a, n))
+                    a += n
+            seg_off += (e - s + PAGE - 1) & ~(PAGE - 1)
         f.truncate(off)
         return off
 
@@ -165,9 +177,13 @@ def qemu_cpu_note(cr3: int, la57: bool) -> Note:
 
 
 def export_kernel(k: Kernel, path: str | Path, *, vmcoreinfo: bool = True, qemu_note: bool = False,
-                  symbols: bool = True, style: str = "qemu", include_fills: bool = True) -> int:
-    """Write the simulated kernel ``k``'s physical memory as an ELF core.  ``style='kdump'`` sets
-    ``p_vaddr`` to the direct-map address (``__va``), ``'qemu'`` to 0.  Returns the file size."""
+                  symbols: bool = True, style: str = "qemu", include_fills: bool = True,
+                  full_ram: bool = True) -> int:
+    """Write the simulated kernel ``k``'s physical memory as an ELF core.  ``full_ram``: one
+    ``PT_LOAD`` per usable RAM range of the machine, as QEMU dumps every RAM block (never-written
+    memory becomes file holes: the file is sparse); else only the ranges with content.
+    ``style='kdump'`` sets ``p_vaddr`` to the direct-map address (``__va``), ``'qemu'`` to 0.
+    Returns the file size."""
     notes: list[Note] = []
     if qemu_note:
         notes.append(qemu_cpu_note(k.tables.pgd_phys, k.la57))
@@ -175,4 +191,6 @@ def export_kernel(k: Kernel, path: str | Path, *, vmcoreinfo: bool = True, qemu_
         notes.append(Note("VMCOREINFO", 0, vmcoreinfo_text(k, symbols).encode()))
     po = k.layout.page_offset
     vaddr_of = (lambda p: (p + po) & ((1 << 64) - 1)) if style == "kdump" else None
-    return write_core(path, kernel_dump_ranges(k, include_fills), k.phys.read, notes, vaddr_of)
+    data = kernel_dump_ranges(k, include_fills)
+    ram = [(s, e) for s, e in k.machine.usable()] if full_ram else []
+    return write_core(path, ram + data, k.phys.read, notes, vaddr_of, data)
