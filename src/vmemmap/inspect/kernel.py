@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -253,7 +252,6 @@ class DumpKernel:
         return int(np.count_nonzero(t[256:] & np.uint64(_PAGE_PRESENT)))
 
     def _find_root(self, cr3: int | None) -> tuple[int, int | None]:
-        vi = self.vmcoreinfo
         if cr3 is None:
             for name in ("init_top_pgt", "swapper_pg_dir"):
                 sym = self.symbol(name)
@@ -284,8 +282,6 @@ class DumpKernel:
             pgd = alt
         if not self.phys.contains(pgd, 4096):
             raise InputError(f"page-table root {pgd:#x} is not in the dump")
-        if vi is None:
-            pass
         return pgd, None
 
     # ------------------------------------------------------------------ bases
@@ -478,5 +474,3 @@ def open_dump(path: str | Path, kallsyms: str | Path | None = None, era: str = "
     syms = load_kallsyms(kallsyms) if kallsyms is not None else None
     return DumpKernel(core, syms, era)
 
-
-OpenDump = Callable[..., DumpKernel]
