@@ -346,6 +346,68 @@ def compare(machine: str, era: str, la57: bool | None, as_json: bool) -> None:
     render(res, console)
 
 
+# ---------------------------------------------------------------------- hotplug
+
+@main.command()
+@_machine_option
+@_era_option(DEFAULT_ERA)
+@_model_option
+@_la57_option
+@_kaslr_option
+@_json_option
+@click.argument("script", metavar="SCRIPT")
+def hotplug(machine: str, era: str, model: str | None, la57: bool | None, kaslr_seed: int | None,
+            script: str, as_json: bool) -> None:
+    """Run a memory hot-plug SCRIPT on a booted kernel (6.x SPARSEMEM_VMEMMAP), or `ls` the blocks.
+
+    One step per line (`#` starts a comment): `probe 0xADDR`, `add NID START SIZE`,
+    `online memoryN [movable|kernel]`, `offline memoryN`, `remove START SIZE`, `show`, and
+    `inject MEM_GOING_ONLINE|MEM_GOING_OFFLINE ERRNO` (memory-notifier-error-inject; 0 clears).
+    Numbers take 0x and K/M/G suffixes. Each step prints the kernel's messages; a refused step prints
+    `errno -22 (EINVAL): reason`, leaves the state as it was, and makes the run exit 1 at the end.
+    SCRIPT `-` reads standard input; `ls` prints /sys/devices/system/memory.
+
+    \b
+    Example:
+      printf 'add 0 4G 128M\\nonline memory32 movable\\nshow\\n' | vmemmap hotplug -m qemu-2g -
+      vmemmap hotplug -m qemu-2g ls
+    """
+    from pathlib import Path
+
+    from vmemmap.hotplug import parse_script, run_script
+
+    if script == "ls" and not Path("ls").exists():
+        text = "show\n"
+    elif script == "-":
+        text = sys.stdin.read()
+    else:
+        try:
+            text = Path(script).read_text()
+        except OSError as e:
+            raise InputError(f"cannot read script {script}: {e.strerror}") from None
+    steps = parse_script(text, script)
+    k = _boot(machine, era, model, la57, kaslr_seed, quiet=as_json)
+    if script == "ls" and not as_json:
+        for line in k.hotplug.sysfs_lines():
+            click.echo(line)
+        return
+    out = run_script(k, steps)
+    if as_json:
+        _emit_json(out)
+    else:
+        for st in out["steps"]:
+            if script != "ls":
+                click.echo(f"$ {st['line']}")
+            for msg in st["messages"]:
+                click.echo(msg)
+            if st["error"]:
+                click.echo(st["error"])
+            for line in st.get("show", []):
+                click.echo(line)
+    if out["failed"]:
+        click.get_current_context().exit(1)
+
+
 # ---------------------------------------------------------------------- conform
 
 @main.command()
@@ -452,3 +514,64 @@ def inspect(dump: str, kallsyms: str | None, vtops: tuple[str, ...], pfns: tuple
             click.echo(inspect_text(dk, vaddrs, pfn_values), nl=False)
     finally:
         dk.close()
+
+
+# ---------------------------------------------------------------------- capture
+
+@main.command()
+@click.option("--kernel", "series", type=click.Choice(["6.1", "6.12"]), default="6.1", show_default=True,
+              help="Debian cloud kernel: 6.1 (linux-image-cloud-amd64) or 6.12 (linux-image-6.12-cloud-amd64).")
+@click.option("--mem", default="2G", show_default=True, metavar="SIZE", help="Boot memory (-m).")
+@click.option("--numa", default=1, show_default=True, metavar="N", help="NUMA nodes, memory split evenly, one CPU each.")
+@click.option("--dimm", "dimms", multiple=True, metavar="SIZE", help="A pc-dimm present at boot (repeatable).")
+@click.option("--hotplug-dimm", "hotplug", multiple=True, metavar="SIZE",
+              help="Hot-add a pc-dimm over QMP, online it movable, snapshot, hot-remove it, snapshot.")
+@click.option("--maxmem", default=None, metavar="SIZE", help="-m ...,maxmem= with DIMMs (default 4 x --mem).")
+@click.option("--cpu", default=None, metavar="MODEL", help="QEMU -cpu; 'max' gives LA57 and 1 GiB pages.")
+@click.option("--kaslr/--no-kaslr", default=False, show_default=True, help="Boot with KASLR (default: nokaslr).")
+@click.option("--append", default="", metavar="ARGS", help="Extra kernel command line.")
+@click.option("-o", "--output", default=None, metavar="FILE", help="Capture file (default capture-<timestamp>.log).")
+@click.option("--timeout", default=300.0, show_default=True, metavar="SECONDS", help="Give up on the guest after this.")
+def capture(series: str, mem: str, numa: int, dimms: tuple[str, ...], hotplug: tuple[str, ...], maxmem: str | None,
+            cpu: str | None, kaslr: bool, append: str, output: str | None, timeout: float) -> None:
+    """Boot Debian's real kernel under QEMU and write a capture in the shared oracle format.
+
+    The kernel package is resolved with apt-cache and fetched with apt-get download into
+    ~/.cache/vmemmap/kernels (never installed); a busybox initramfs prints the blocks that
+    `vmemmap conform` checks. Needs qemu-system-x86, busybox-static and gcc with static libc
+    (scripts/install-capture-deps.sh). See docs/capture.md.
+
+    \b
+    Example:
+      vmemmap capture -o base-2G.log && vmemmap conform base-2G.log
+      vmemmap capture --mem 6G --cpu max -o la57-6G.log
+      vmemmap capture --numa 2 --dimm 1G --kernel 6.12
+      vmemmap capture --hotplug-dimm 1G -o dimm-hot.log
+    """
+    from pathlib import Path
+
+    from vmemmap.capture import MachineSpec, run_capture
+
+    spec = MachineSpec(mem=mem, numa=numa, dimms=dimms, hotplug=hotplug, cpu=cpu, kaslr=kaslr, append=append,
+                       maxmem=maxmem)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    out = Path(output) if output else None
+    if err.is_terminal:
+        with err.status("vmemmap capture: starting", spinner="dots") as status:
+            res = run_capture(spec, series, out, timeout,
+                              progress=lambda s: status.update(escape(f"vmemmap capture: {s}")))
+    else:
+        last = [""]
+
+        def plain(s: str) -> None:  # one line per phase, not per poll
+            phase = s.split(" (")[0].split(", block")[0]
+            if phase != last[0]:
+                last[0] = phase
+                err.print(escape(f"vmemmap capture: {phase}"))
+
+        res = run_capture(spec, series, out, timeout, progress=plain)
+    t = res.timings
+    boot = (t.get("run_init") or 0) - (t.get("linux_version") or 0)
+    err.print(escape(f"{res.path}: {res.kernel.package} {res.kernel.version}; QEMU {t.get('qemu', 0):.1f} s "
+                     f"(kernel boot to /init {boot:.1f} s), total {t.get('total', 0):.1f} s"))
+    click.echo(str(res.path))

@@ -207,6 +207,17 @@ class Kernel:
     memory_block_size: int = 0  # probe_memory_block_size() at boot (memory_dev_init)
     # memory added after boot by add_memory(): (start_pfn, end_pfn, nid, online type, zone name or "")
     added_memory: list[tuple[int, int, int, str, str]] = field(default_factory=list)
+    _hotplug: object = None  # vmemmap.hotplug.Hotplug, made on first use (k.hotplug)
+
+    @property
+    def hotplug(self):  # noqa: ANN201 - vmemmap.hotplug.Hotplug (imported lazily: it imports this module)
+        """The memory hot-plug interfaces (:class:`vmemmap.hotplug.Hotplug`): memory blocks, probe, add,
+        online, offline, remove.  Made on first use, from the sections present at that moment."""
+        if self._hotplug is None:
+            from vmemmap.hotplug import Hotplug
+
+            self._hotplug = Hotplug(self)
+        return self._hotplug
 
     # ------------------------------------------------------------------ address helpers
     @property
@@ -479,111 +490,11 @@ def probe_memory_block_size(k: Kernel) -> int:
 
 
 def add_memory(k: Kernel, start: int, size: int, nid: int, online: str = "offline") -> None:
-    """Hot-add ``[start, start+size)`` on ``nid`` and online it as ``online`` says (6.1).
+    """Hot-add ``[start, start+size)`` on ``nid`` and online it as ``online`` says: see
+    :func:`vmemmap.hotplug.add_memory` (kept here for callers of the boot-time path)."""
+    from vmemmap.hotplug import add_memory as _add_memory
 
-    ``add_memory_resource`` (mm/memory_hotplug.c) → ``arch_add_memory`` (arch/x86/mm/init_64.c):
-    ``init_memory_mapping(start, end)`` extends the direct map with the boot page-size rules, and
-    ``add_pages`` → ``__add_pages`` → ``sparse_add_section`` per section: ``sparse_index_init``,
-    ``section_activate`` (a kzalloc'd ``mem_section_usage`` with the sub-section bits of the range,
-    ``vmemmap_populate`` with PMD leaves on ``nid``), ``__section_mark_present`` and
-    ``sparse_init_one_section`` (word = encoded memmap | PRESENT | HAS_MEM_MAP: no EARLY, no ONLINE);
-    ``update_end_of_memory_vars`` raises ``max_pfn`` / ``max_low_pfn``.  Memory blocks are created
-    offline; ``online`` (``memhp_default_state`` / ``auto_online_blocks``) then onlines them:
-    ``online_pages`` → ``move_pfn_range_to_zone`` (zone span grows, memmap links written) and
-    ``online_mem_sections`` (ONLINE flag).  ``online`` picks ``default_zone_for_pfn`` (the kernel zone),
-    ``online_movable`` ZONE_MOVABLE.
-
-    Stand-ins: the buddy allocator is not modelled, so the vmemmap backing, usage maps and page tables
-    come from memblock on ``nid`` (the node is right, the exact address is not the kernel's).
-    """
-    if online not in ONLINE_TYPES:
-        raise InputError(f"online type {online!r}: one of {', '.join(ONLINE_TYPES)}")
-    if k.era.boot_allocator != "memblock" or not k.model_name.startswith("vmemmap"):
-        raise InputError(f"memory hot-add is modelled for 6.x SPARSEMEM_VMEMMAP only, not {k.era.name} {k.model_name}")
-    pps = k.era.pages_per_section
-    sub = 1 << (k.era.subsection_shift - PAGE_SHIFT)
-    spfn, epfn = start >> PAGE_SHIFT, (start + size) >> PAGE_SHIFT
-    if start % (sub << PAGE_SHIFT) or size % (sub << PAGE_SHIFT) or size <= 0:
-        raise InputError(f"hot-add range {start:#x}+{size:#x} is not sub-section ({sub << PAGE_SHIFT:#x}) aligned")
-    if nid not in k.nodes:
-        raise InputError(f"hot-add on node {nid}: no such node")
-    era, m = k.era, k.model
-    st = m.sections  # type: ignore[attr-defined]
-
-    # arch_add_memory: the direct map first
-    cpu = k.machine.cpu
-    gb = cpu.gbpages and (era.directmap_gbpages if k.options.gbpages is None else k.options.gbpages)
-    prot_large = PAGE_KERNEL_LARGE if cpu.nx else PAGE_KERNEL_LARGE & ~_PAGE_NX
-    prot_4k = PAGE_KERNEL if cpu.nx else PAGE_KERNEL & ~_PAGE_NX
-    for s, e, psize in _split_mem_range(start, start + size, cpu.pse, gb, lambda a, b: start <= a and b <= start + size):
-        k.tables.map(k.page_offset + s, s, e - s, psize, prot_4k if psize == PAGE_SIZE else prot_large, nid)
-        k.directmap.append((s, e, psize))
-    k.directmap.sort()
-
-    # __add_pages → sparse_add_section, one section (or sub-section run) at a time
-    sp = era.struct_page_size
-    flags_online = era.section_flag("ONLINE") if online != "offline" else 0
-    pfn = spfn
-    while pfn < epfn:
-        nr = pfn // pps
-        cur_end = min(epfn, (nr + 1) * pps)
-        st.sparse_index_init(nr, nid)
-        memmap = k.layout.vmemmap_base + nr * pps * sp
-        # populate_section_memmap → vmemmap_populate(start, end, nid): PMD leaves (vmemmap_populate_hugepages)
-        v0 = k.layout.vmemmap_base + pfn * sp
-        v1 = k.layout.vmemmap_base + cur_end * sp
-
-        def alloc(sz: int, _nid: int = nid) -> int:
-            return k.memblock.alloc(sz, sz, _nid, "hot-add vmemmap")
-
-        m._populate_sequential(v0, v1, nid, alloc)  # type: ignore[attr-defined]
-        first = not st.is_present(nr)
-        if first:
-            usage = k.memblock.alloc(era.usage_size, 64, nid, "mem_section_usage") + k.page_offset
-            st.write_usage(nr, usage)
-            st.set_present(nr, True)
-        usage = st.usage_of(nr)
-        a, b = (pfn - nr * pps) // sub, (cur_end - nr * pps - 1) // sub
-        bits = ((1 << (b - a + 1)) - 1) << a
-        old_map = k.mem.peek(usage + _USAGE_SUBSECTION_MAP_OFFSET, 8)
-        k.mem.store(usage + _USAGE_SUBSECTION_MAP_OFFSET, old_map | bits)
-        word = k.mem.peek(st.section_addr_nocheck(nr), 8)
-        word = (word & ~era.section_map_mask & 0xFFFF_FFFF_FFFF_FFFF) | st.encode_mem_map(memmap, nr)
-        word |= era.section_flag("PRESENT") | era.section_flag("HAS_MEM_MAP") | flags_online
-        st.write_word(nr, word)
-        m._add_piece(pfn, cur_end, v0, nid)  # type: ignore[attr-defined]
-        pfn = cur_end
-    m._pieces.sort(key=lambda p: p.start_pfn)  # type: ignore[attr-defined]
-
-    # update_end_of_memory_vars
-    if epfn > k.max_pfn:
-        k.max_pfn = epfn
-        for name in ("max_pfn", "max_low_pfn"):
-            if name in k.symbols:
-                k.mem.store(k.symbols[name], epfn)
-
-    zname = ""
-    if online != "offline":
-        # zone_for_pfn_range(): MMOP_ONLINE_MOVABLE → ZONE_MOVABLE, MMOP_ONLINE_KERNEL → the kernel zone,
-        # MMOP_ONLINE → default_zone_for_pfn (online_policy contig-zones)
-        zname = {"online_movable": "Movable", "online_kernel": default_kernel_zone(k, nid, spfn, epfn)}.get(
-            online) or default_zone_for_pfn(k, nid, spfn, epfn)
-        idx = era.zone_names.index(zname)
-        z = next((z for z in k.zones if z.nid == nid and z.idx == idx), None)
-        if z is None:
-            z = Zone(nid, idx, zname, spfn, epfn, 0)
-            k.zones.append(z)
-        else:
-            z.start_pfn, z.end_pfn = min(z.start_pfn, spfn), max(z.end_pfn, epfn)
-        z.present_pages += epfn - spfn
-        # memmap_init_range via move_pfn_range_to_zone: the struct pages get their links
-        pf = k.page_flags
-        for piece in m.memmap_pieces():  # type: ignore[attr-defined]
-            s, e = max(spfn, piece.start_pfn), min(epfn, piece.end_pfn)
-            if s < e:
-                sec = s >> era.pfn_section_shift if pf.sections_width else 0
-                _fill_pages(k, piece, s, e, pf.links(sec, nid, idx), sp)
-    k.added_memory.append((spfn, epfn, nid, online, zname if online != "offline" else ""))
+    _add_memory(k, start, size, nid, online)
 
 
 def zone_intersects(z: Zone | None, start_pfn: int, end_pfn: int) -> bool:

@@ -155,6 +155,70 @@ class Memblock:
                 self._give(self._free[nid], s, e)
         self._unrecord(start, end)
 
+    def alloc_first_fit(self, size: int, align: int, nid: int, lo: int, hi: int | None, what: str) -> int | None:
+        """The lowest ``align``-aligned free ``[p, p+size)`` of node ``nid`` inside ``[lo, hi)``, taken;
+        None when there is none.  The run-time page allocator stand-in of :mod:`vmemmap.hotplug`."""
+        nf = self._free.get(nid)
+        if nf is None:
+            return None
+        addr = self._find(nf, size, max(align, 8), lo, hi, top_down=False)
+        if addr is None:
+            return None
+        self._take(nf, addr, addr + size)
+        self._record(addr, addr + size, nid, what)
+        return addr
+
+    def add_free(self, start: int, end: int, nid: int) -> None:
+        """``memblock_add_node`` of memory that is free at once (memory onlined after boot): joins the
+        memory list and the node's free list, merged with adjacent ranges of the same node."""
+        self.memory.append((start, end, nid))
+        self.memory.sort()
+        merged: list[tuple[int, int, int]] = []
+        for s, e, n in self.memory:
+            if merged and merged[-1][2] == n and merged[-1][1] == s:
+                merged[-1] = (merged[-1][0], e, n)
+            else:
+                merged.append((s, e, n))
+        self.memory = merged
+        self._give(self._free.setdefault(nid, _NodeFree()), start, end)
+
+    def remove_range(self, start: int, end: int) -> None:
+        """``memblock_remove``: ``[start, end)`` is no longer memory (taken from the memory list and from
+        every free list)."""
+        out: list[tuple[int, int, int]] = []
+        for s, e, n in self.memory:
+            if e <= start or s >= end:
+                out.append((s, e, n))
+                continue
+            if s < start:
+                out.append((s, start, n))
+            if end < e:
+                out.append((end, e, n))
+        self.memory = out
+        for nf in self._free.values():
+            self._take(nf, start, end)
+
+    def is_free(self, start: int, end: int) -> bool:
+        """Whether all of ``[start, end)`` is in one free range of some node."""
+        for nf in self._free.values():
+            i = bisect.bisect_right(nf.starts, start) - 1
+            if i >= 0 and nf.ends[i] >= end:
+                return True
+        return False
+
+    def free_ranges(self) -> dict[int, list[tuple[int, int]]]:
+        """Every node's free ranges, merged (for comparing allocator states)."""
+        out: dict[int, list[tuple[int, int]]] = {}
+        for nid, nf in sorted(self._free.items()):
+            rs: list[tuple[int, int]] = []
+            for s, e in zip(nf.starts, nf.ends):
+                if rs and rs[-1][1] >= s:
+                    rs[-1] = (rs[-1][0], max(rs[-1][1], e))
+                else:
+                    rs.append((s, e))
+            out[nid] = rs
+        return out
+
     def free_bytes(self, nid: int | None = None) -> int:
         nids = [nid] if nid is not None else list(self._free)
         return sum(
@@ -168,8 +232,9 @@ class Memblock:
         return -1
 
     # ------------------------------------------------------------------ internals
-    def _find(self, nf: _NodeFree, size: int, align: int, goal: int, limit: int | None) -> int | None:
-        if self.top_down:
+    def _find(self, nf: _NodeFree, size: int, align: int, goal: int, limit: int | None,
+              top_down: bool | None = None) -> int | None:
+        if self.top_down if top_down is None else top_down:
             for i in range(len(nf.starts) - 1, -1, -1):
                 s, e = nf.starts[i], nf.ends[i]
                 if limit is not None:

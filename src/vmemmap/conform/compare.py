@@ -97,9 +97,10 @@ def boot_capture(cap: Capture):  # noqa: ANN201
     """Rebuild the captured machine and boot it as the capture did; returns the :class:`Kernel`.
 
     Memory hot-added during boot (see :func:`boot_hot_adds`) goes through
-    :func:`vmemmap.kernel.add_memory` and is onlined as ``memhp_default_state`` says.
+      :func:`vmemmap.hotplug.add_memory` and is onlined as ``memhp_default_state`` says.
     """
-    from vmemmap.kernel import add_memory, boot
+    from vmemmap.hotplug import add_memory
+    from vmemmap.kernel import boot
     from vmemmap.machine.capture import parse_capture_text
 
     machine = parse_capture_text(cap.text, cap.path, cap.name)

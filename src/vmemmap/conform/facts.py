@@ -304,45 +304,16 @@ def memory_blocks(k) -> tuple[int, dict[int, ModelBlock]]:  # noqa: ANN001
     (``zone_intersects`` on the zone's span), ``NULL`` when two zones (or two nodes) do;
     ``valid_zones_show`` of an online block prints that zone's name, or ``none`` for ``NULL``.
 
-    Hot-added memory (:func:`vmemmap.kernel.add_memory`): blocks are created offline on the added node;
+    Hot-added memory (:mod:`vmemmap.hotplug`, which keeps the blocks): blocks are created offline on the added node;
     an online block shows the zone it was onlined to; an offline one shows
     ``zone_for_pfn_range(MMOP_ONLINE)`` (``default_zone_for_pfn``) followed by the other zones
     ``print_allowed_zone`` accepts (the kernel zone for MMOP_ONLINE_KERNEL, ZONE_MOVABLE).
     """
-    from vmemmap.kernel import default_kernel_zone, default_zone_for_pfn
-
-    bsize = k.memory_block_size
-    pps = k.era.pages_per_section
-    per_block = max(1, bsize // (pps << PAGE_SHIFT))
-    bpages = bsize >> PAGE_SHIFT
-    st = k.model.sections
-    nrs = [int(x) for x in st.present_array()]
+    hp = k.hotplug
     out: dict[int, ModelBlock] = {}
-    for b in sorted({nr // per_block for nr in nrs}):
-        lo, hi = b * bpages, (b + 1) * bpages
-        added = [a for a in k.added_memory if a[0] < hi and a[1] > lo]
-        if added:
-            _, _, nid, online, zname = added[-1]
-            if online != "offline":
-                out[b] = ModelBlock(b, "online", zname, nid)
-                continue
-            default = default_zone_for_pfn(k, nid, lo, hi)
-            zones = [default]
-            for z in (default_kernel_zone(k, nid, lo, hi), "Movable"):
-                if z not in zones:
-                    zones.append(z)
-            out[b] = ModelBlock(b, "offline", " ".join(zones), nid)
-            continue
-        nids = sorted({nid for s, e, nid in k.ram_pfn_ranges() if s < hi and e > lo})
-        zones_in = [z for z in k.zones if z.present_pages and z.start_pfn < hi and z.end_pfn > lo]
-        if len(nids) == 1:
-            zs = [z for z in zones_in if z.nid == nids[0]]
-            zone = zs[0].name if len(zs) == 1 else "none"
-            nid = nids[0]
-        else:
-            zone = "none"
-            nid = nids[-1] if nids else -1
-        out[b] = ModelBlock(b, "online", zone, nid)
+    for nr, b in sorted(hp.blocks.items()):
+        out[nr] = ModelBlock(nr, b.state, hp.valid_zones(b), b.nid)
+    bsize = hp.block_size
     return bsize, out
 
 
@@ -357,7 +328,9 @@ def got_facts(k, exp: Expected) -> dict[str, Any]:  # noqa: ANN001
             f[f"{cat}.{name}"] = hx(mem.peek(k.symbols[name], 8))
 
     for nid, n in sorted(k.nodes.items()):
-        f[f"node[{nid}].range"] = _rng([(n.start_pfn << PAGE_SHIFT, n.end_pfn << PAGE_SHIFT)])[0]
+        # the "Initmem setup node" line: the boot span (memblock ranges), not the pgdat span that
+        # onlining hot-added memory grows (resize_pgdat_range)
+        f[f"node[{nid}].range"] = _rng([(n.ranges[0][0] << PAGE_SHIFT, n.ranges[-1][1] << PAGE_SHIFT)])[0]
     bsize, blocks = memory_blocks(k)
     by_node: dict[int, list[int]] = {}
     for b in blocks.values():

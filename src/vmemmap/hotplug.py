@@ -1,0 +1,999 @@
+"""Memory hotplug on the 6.x SPARSEMEM_VMEMMAP kernel: probe, add, online, offline, remove.
+
+Models mm/memory_hotplug.c, mm/sparse.c, mm/sparse-vmemmap.c, arch/x86/mm/init_64.c and
+drivers/base/memory.c at v6.1 (kernel-reference.md §5; §4.2 for the populate helpers):
+
+* **Memory blocks** (drivers/base/memory.c): ``memory_block_size_bytes()`` (``Kernel.memory_block_size``,
+  ``probe_memory_block_size``), one ``memoryN`` per block with a present section (``memory_dev_init``);
+  ``phys_index`` is the block id, ``state`` online/offline, ``valid_zones`` per ``valid_zones_show`` /
+  ``print_allowed_zone``, ``node``, ``removable`` always 1 (53cdc1cb29e8, CONFIG_MEMORY_HOTREMOVE).
+* **Add** (``add_memory`` → ``__add_memory``): ``register_memory_resource`` (``mhp_range_allowed`` →
+  -E2BIG; a busy ``System RAM`` region → -EEXIST), ``add_memory_resource`` (``check_hotplug_memory_range``:
+  block-size alignment → -EINVAL; ``node_possible`` → -EINVAL), x86 ``arch_add_memory``
+  (``init_memory_mapping`` for the direct map, ``add_pages`` → ``__add_pages`` → ``sparse_add_section``
+  per section: ``sparse_index_init``, ``section_activate`` with a kzalloc'd ``mem_section_usage``,
+  ``fill_subsection_map``, ``populate_section_memmap`` → ``vmemmap_populate_hugepages`` (2 MiB PMDs,
+  node-local), ``__section_mark_present``, ``sparse_init_one_section``; ``vmemmap_populate_print_last``;
+  ``update_end_of_memory_vars``), ``create_memory_block_devices`` (offline), then auto-online as
+  ``memhp_default_state=`` says.
+* **Online** (``memory_block_online`` → ``online_pages``): ``zone_for_pfn_range`` (online_policy
+  contig-zones: ``default_zone_for_pfn``; ``online_kernel`` → ``default_kernel_zone_for_pfn``;
+  ``online_movable`` → ZONE_MOVABLE), ``move_pfn_range_to_zone`` (``resize_zone_range``,
+  ``resize_pgdat_range``, ``memmap_init_range`` → ``set_page_links``), MEM_GOING_ONLINE notifier (with
+  the cancel path), present pages, ``online_mem_sections`` (SECTION_IS_ONLINE).
+* **Offline** (``memory_block_offline`` → ``offline_pages``): ``mem->zone`` NULL → -EINVAL; holes →
+  -EINVAL; ``start_isolate_page_range`` fails on unmovable pages → -EBUSY; MEM_GOING_OFFLINE notifier
+  (cancel path); ``offline_mem_sections``, present pages, ``remove_pfn_range_from_zone`` →
+  ``shrink_zone_span`` + ``update_pgdat_span``; "Offlined Pages %ld".
+* **Remove** (``remove_memory`` → ``try_remove_memory``): an online block → -EBUSY
+  (``check_memblock_offlined_cb``); ``remove_memory_block_devices``; x86 ``arch_remove_memory`` =
+  ``__remove_pages`` → ``sparse_remove_section`` → ``section_deactivate`` (clear sub-section bits; when
+  empty clear HAS_MEM_MAP, kfree the usage map, ``depopulate_section_memmap`` → ``vmemmap_free`` →
+  ``remove_pagetable``: PMD leaves cleared, backing and emptied page-table pages freed; the section word
+  zeroed) and ``kernel_physical_mapping_remove`` (direct map torn down, empty tables freed);
+  ``release_mem_region_adjustable``.
+
+The run-time page allocator (buddy + slab) is not modelled page by page. Its stand-in is documented
+here and used for everything hotplug allocates at run time (memmap backing, page-table pages, usage
+maps): **the node's free memory in the boot allocator, first fit from the lowest address, zone by zone
+in GFP_KERNEL zonelist order (Normal, DMA32, DMA), then the other nodes**. Lowest-first because since
+5.10 ``memblock_free_all`` hands boot memory to the buddy allocator at the *tail* of the free lists
+(``__free_pages_core`` with FPI_TO_TAIL), so the lowest free blocks come out first and successive order-9
+allocations split one order-10 block upwards: the real kernel's hot-add memmap is ascending and
+contiguous (dimm-hot.log: ``[ffffea0004000000-ffffea0004ffffff] PMD -> [ffff888005800000-...]``), and so
+is ours; the exact address differs by whatever the running kernel allocated since boot. Memory onlined
+to a kernel zone joins that allocator (and leaves it when offlined); ZONE_MOVABLE memory never does
+(GFP_KERNEL cannot use it). "Unmovable pages" (offline -EBUSY) are therefore exactly the allocations
+living in the block: boot reservations (kernel image, memmap, page tables, ...) and, in hot-added kernel
+memory, the memmap and tables of later adds.
+
+Deviations, each chosen so that a failing step leaves the state exactly as it was:
+
+* A hot-add that runs out of memory half-way is undone completely (the x86 kernel leaves the direct map
+  of the range in place, and keeps a root allocated by ``sparse_index_init``); a *successful* add keeps a
+  new root after its remove, as the kernel does (``section_deactivate`` never frees roots).
+* Notifier error injection (memory-notifier-error-inject) is evaluated before
+  ``move_pfn_range_to_zone`` writes the struct pages, so a cancelled online leaves the memmap untouched
+  (the kernel leaves initialised struct pages behind; nothing reads them).
+* Ranges above the direct-map region (KASLR shrinks it to RAM + 10 TiB padding) are refused with
+  -ERANGE: 6.1 does not check and would map over vmalloc space; 6.11+ checks ``PHYSMEM_END`` in
+  ``add_pages`` and returns -ERANGE.
+* Removing boot memory is not modelled (one-line input error); a 2 MiB PMD that is only partly used
+  (sub-section hot-add of device memory, 6.x ``PAGE_UNUSED`` tracking) cannot arise from block-aligned
+  adds and is not modelled; the 4 KiB fallback of ``vmemmap_populate_hugepages`` is not modelled (a
+  failed 2 MiB allocation is -ENOMEM).
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import hashlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from vmemmap.errors import BootError, InputError, VmemmapError
+
+if TYPE_CHECKING:
+    from vmemmap.kernel import Kernel, Zone
+
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
+PMD_SIZE = 1 << 21
+SZ_16M = 16 << 20
+SZ_4G = 4 << 30
+KMALLOC_ALIGN = 64  # kzalloc(sizeof(struct mem_section_usage)) of 6.1 (56 bytes) comes from kmalloc-64
+
+#: the MMOP_* online types (drivers/base/memory.c @ 6.1 ``online_type_to_str``) and the script's short names
+ONLINE_TYPES = ("offline", "online", "online_kernel", "online_movable")
+KIND_ALIASES = {"online": "online", "kernel": "online_kernel", "online_kernel": "online_kernel",
+                "movable": "online_movable", "online_movable": "online_movable"}
+NOTIFIER_EVENTS = ("MEM_GOING_ONLINE", "MEM_GOING_OFFLINE")
+
+
+class HotplugError(VmemmapError):
+    """A hot-plug step the kernel refuses: ``errno`` is negative (``-EINVAL``), ``reason`` one line."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self.errno = -getattr(_errno, name)
+        self.reason = reason
+        super().__init__(f"errno {self.errno} ({name}): {reason}")
+
+
+@dataclass
+class MemoryBlock:
+    """``struct memory_block`` (include/linux/memory.h @ 6.1) as sysfs shows it."""
+
+    nr: int  # block id = phys_index
+    start_pfn: int
+    nr_pages: int
+    nid: int
+    state: str  # "online" | "offline" (MEM_ONLINE / MEM_OFFLINE; going-offline is transient)
+    zone: str | None  # mem->zone: the zone when online; None = spans several zones (prints "none")
+    online_type: str = "offline"  # mem->online_type last requested
+    early: bool = False  # boot memory (memory_dev_init)
+
+    @property
+    def name(self) -> str:
+        return f"memory{self.nr}"
+
+    @property
+    def end_pfn(self) -> int:
+        return self.start_pfn + self.nr_pages
+
+
+@dataclass
+class StepResult:
+    """What one hot-plug operation did: the kernel's messages, and the error if it failed."""
+
+    ok: bool
+    messages: list[str] = field(default_factory=list)
+    error: HotplugError | None = None
+
+
+class Hotplug:
+    """The hot-plug interfaces of one booted kernel (``k.hotplug``)."""
+
+    def __init__(self, k: Kernel) -> None:
+        self.k = k
+        self.supported = k.era.boot_allocator == "memblock" and k.model_name.startswith("vmemmap") \
+            and hasattr(k.model, "sections")
+        self.block_size = k.memory_block_size
+        self.pps = k.era.pages_per_section
+        self.block_pages = self.block_size >> PAGE_SHIFT
+        self.sections_per_block = max(1, self.block_pages // self.pps)
+        self.blocks: dict[int, MemoryBlock] = {}
+        self.resources: list[tuple[int, int]] = []  # hot-added System RAM [start, end), sorted
+        self.default_online_type = "offline"  # mhp_default_online_type (Debian 6.1: offline)
+        for arg in k.machine.cmdline.split():
+            if arg.startswith("memhp_default_state=") and arg.split("=", 1)[1] in ONLINE_TYPES:
+                self.default_online_type = arg.split("=", 1)[1]
+        self.messages: list[str] = []
+        self.inject: dict[str, int] = {}  # notifier-error-inject: event -> errno (negative)
+        self._roots_before: set[int] = set()
+        if self.supported:
+            self._boot_blocks()
+
+    # ------------------------------------------------------------------ blocks
+    def _boot_blocks(self) -> None:
+        """``memory_dev_init``: a block for every block-sized range with a present section, online; its
+        node and zone from ``memory_block_add_nid`` → ``early_node_zone_for_memory_block`` (the one zone
+        of the one node whose span intersects the block, else NULL)."""
+        k = self.k
+        st = k.model.sections  # type: ignore[attr-defined]
+        for b in sorted({int(nr) // self.sections_per_block for nr in st.present_array()}):
+            lo, hi = b * self.block_pages, (b + 1) * self.block_pages
+            nids = sorted({nid for s, e, nid in k.ram_pfn_ranges() if s < hi and e > lo})
+            zones_in = [z for z in k.zones if z.present_pages and z.start_pfn < hi and z.end_pfn > lo]
+            zone: str | None = None
+            nid = nids[-1] if nids else 0
+            if len(nids) == 1:
+                zs = [z for z in zones_in if z.nid == nids[0]]
+                zone = zs[0].name if len(zs) == 1 else None
+            self.blocks[b] = MemoryBlock(b, lo, self.block_pages, nid, "online", zone, "online", early=True)
+
+    def block(self, ref: int | str) -> MemoryBlock:
+        """A block by number or ``memoryN`` name (an unknown one is -ENODEV: no such sysfs device)."""
+        if isinstance(ref, str):
+            text = ref.removeprefix("memory")
+            try:
+                ref = int(text, 0)
+            except ValueError:
+                raise InputError(f"{ref!r} is not a memory block (memoryN)") from None
+        b = self.blocks.get(ref)
+        if b is None:
+            raise HotplugError("ENODEV", f"memory{ref}: no such memory block")
+        return b
+
+    def valid_zones(self, b: MemoryBlock) -> str:
+        """``valid_zones_show``: an online block's zone (``none`` if NULL); an offline block's
+        ``zone_for_pfn_range(MMOP_ONLINE)`` then the other zones ``print_allowed_zone`` accepts."""
+        if b.state == "online":
+            return b.zone or "none"
+        default = self.zone_for_pfn_range("online", b.nid, b.start_pfn, b.end_pfn)
+        out = [default]
+        for kind in ("online_kernel", "online_movable"):
+            z = self.zone_for_pfn_range(kind, b.nid, b.start_pfn, b.end_pfn)
+            if z not in out:
+                out.append(z)
+        return " ".join(out)
+
+    def zone_for_pfn_range(self, kind: str, nid: int, start_pfn: int, end_pfn: int) -> str:
+        """``zone_for_pfn_range`` (mm/memory_hotplug.c @ 6.1, online_policy contig-zones, movable_node off)."""
+        from vmemmap.kernel import default_kernel_zone, default_zone_for_pfn
+
+        if kind == "online_kernel":
+            return default_kernel_zone(self.k, nid, start_pfn, end_pfn)
+        if kind == "online_movable":
+            return "Movable"
+        return default_zone_for_pfn(self.k, nid, start_pfn, end_pfn)
+
+    def sysfs_lines(self) -> list[str]:
+        """``/sys/devices/system/memory`` as the captures' MEMORY_BLOCKS block prints it."""
+        out = [f"block_size_bytes {self.block_size:x}", f"auto_online_blocks {self.default_online_type}"]
+        for b in sorted(self.blocks.values(), key=lambda x: x.nr):
+            out.append(f"{b.name} phys_index={b.nr:08x} state={b.state} online={int(b.state == 'online')} "
+                       f"removable=1 phys_device=0 valid_zones={self.valid_zones(b)} node=node{b.nid}")
+        return out
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [{"name": b.name, "phys_index": b.nr, "start": f"{b.start_pfn << PAGE_SHIFT:#x}",
+                 "size": f"{b.nr_pages << PAGE_SHIFT:#x}", "state": b.state, "online": b.state == "online",
+                 "valid_zones": self.valid_zones(b), "node": b.nid, "removable": 1, "early": b.early}
+                for b in sorted(self.blocks.values(), key=lambda x: x.nr)]
+
+    # ------------------------------------------------------------------ public operations
+    def _check_supported(self) -> None:
+        if not self.supported:
+            raise InputError(f"memory hotplug is modelled for 6.x SPARSEMEM_VMEMMAP only, not "
+                             f"{self.k.era.name} {self.k.model_name}")
+
+    def probe(self, addr: int) -> StepResult:
+        """``probe_store`` (drivers/base/memory.c @ 6.1): the address must be aligned to
+        ``MIN_MEMORY_BLOCK_SIZE * sections_per_block`` (-EINVAL), then
+        ``__add_memory(memory_add_physaddr_to_nid(addr), addr, block size, MHP_NONE)``."""
+        self._check_supported()
+        if addr < 0 or addr % self.block_size:
+            return self._fail(HotplugError("EINVAL", f"probe {addr:#x}: not aligned to the memory block size "
+                                           f"{self.block_size:#x}"))
+        return self.add_memory(self.memory_add_physaddr_to_nid(addr), addr, self.block_size)
+
+    def memory_add_physaddr_to_nid(self, addr: int) -> int:
+        """x86 ``memory_add_physaddr_to_nid`` (arch/x86/mm/numa.c @ 6.1): the node of the SRAT range
+        (hot-pluggable ranges included) holding ``addr``, else the first node."""
+        m = self.k.machine
+        for n in m.nodes:
+            for s, e in tuple(n.ranges) + tuple(n.hotplug):
+                if s <= addr < e:
+                    return n.nid if n.nid in self.k.nodes else min(self.k.nodes)
+        return min(self.k.nodes)
+
+    def add_memory(self, nid: int, start: int, size: int, online: str | None = None) -> StepResult:
+        """``add_memory(nid, start, size)`` (mm/memory_hotplug.c @ 6.1); ``online`` overrides
+        ``memhp_default_state`` for the auto-online that follows."""
+        self._check_supported()
+        online = self.default_online_type if online is None else online
+        if online not in ONLINE_TYPES:
+            raise InputError(f"online type {online!r}: one of {', '.join(ONLINE_TYPES)}")
+        msgs: list[str] = []
+        try:
+            self._add_checks(nid, start, size, msgs)
+            msgs += self._arch_add_memory(nid, start, size)
+        except HotplugError as e:
+            return self._fail(e, msgs)
+        # create_memory_block_devices: offline, on nid
+        for b in range(start // self.block_size, (start + size) // self.block_size):
+            self.blocks[b] = MemoryBlock(b, b * self.block_pages, self.block_pages, nid, "offline", None)
+        self.resources.append((start, start + size))
+        self.resources.sort()
+        spfn, epfn = start >> PAGE_SHIFT, (start + size) >> PAGE_SHIFT
+        self.k.added_memory.append((spfn, epfn, nid, online, ""))
+        self.messages += msgs
+        res = StepResult(True, msgs)
+        if online != "offline":
+            # walk_memory_blocks(start, size, NULL, online_memory_block): failures are not reported back
+            for b in range(start // self.block_size, (start + size) // self.block_size):
+                r = self.online(b, online)
+                res.messages += r.messages
+        return res
+
+    def online(self, ref: int | str, kind: str = "online") -> StepResult:
+        """``state_store`` "online"/"online_kernel"/"online_movable" → ``device_online`` →
+        ``memory_block_online`` → ``online_pages`` (mm/memory_hotplug.c @ 6.1)."""
+        self._check_supported()
+        kind = KIND_ALIASES.get(kind, kind)
+        if kind not in ONLINE_TYPES[1:]:
+            raise InputError(f"online type {kind!r}: one of online, kernel, movable")
+        try:
+            b = self.block(ref)
+            if b.state == "online":  # device_online() returns 1 → state_store returns -EINVAL
+                raise HotplugError("EINVAL", f"{b.name} is already online")
+        except HotplugError as e:
+            return self._fail(e)
+        k = self.k
+        zname = self.zone_for_pfn_range(kind, b.nid, b.start_pfn, b.end_pfn)
+        err = self.inject.get("MEM_GOING_ONLINE", 0)
+        if err:
+            # memory_notify(MEM_GOING_ONLINE) failed: failed_addition → MEM_CANCEL_ONLINE,
+            # remove_pfn_range_from_zone; the block stays offline
+            name = _errno.errorcode.get(-err, "EIO")
+            return self._fail(HotplugError(name, f"{b.name}: MEM_GOING_ONLINE notifier failed (injected)"),
+                              [f"online_pages [mem {b.start_pfn << PAGE_SHIFT:#010x}-"
+                               f"{(b.end_pfn << PAGE_SHIFT) - 1:#010x}] failed"])
+        z = self._move_pfn_range_to_zone(b, zname)
+        z.present_pages += b.nr_pages
+        self._node_present(b.nid, b.nr_pages)
+        self._zone_ranges_add(z, b.start_pfn, b.end_pfn)
+        self._set_sections_online(b.start_pfn, b.end_pfn, True)
+        if zname != "Movable":
+            k.memblock.add_free(b.start_pfn << PAGE_SHIFT, b.end_pfn << PAGE_SHIFT, b.nid)
+        b.state, b.zone, b.online_type = "online", zname, kind
+        self._sync_added(b)
+        return StepResult(True, [])
+
+    def offline(self, ref: int | str) -> StepResult:
+        """``state_store`` "offline" → ``device_offline`` → ``memory_block_offline`` → ``offline_pages``."""
+        self._check_supported()
+        k = self.k
+        try:
+            b = self.block(ref)
+            if b.state != "online":
+                raise HotplugError("EINVAL", f"{b.name} is already offline")
+            if b.zone is None:  # memory_block_offline: !mem->zone
+                raise HotplugError("EINVAL", f"{b.name} spans several zones (valid_zones none)")
+        except HotplugError as e:
+            return self._fail(e)
+        lo, hi = b.start_pfn << PAGE_SHIFT, b.end_pfn << PAGE_SHIFT
+        fail = f"memory offlining [mem {lo:#010x}-{hi - 1:#010x}] failed due to "
+        if b.early:
+            ram = sum(max(0, min(e, b.end_pfn) - max(s, b.start_pfn)) for s, e, _ in k.ram_pfn_ranges())
+            if ram != b.nr_pages:
+                return self._fail(HotplugError("EINVAL", f"{b.name} has memory holes"), [fail + "memory holes"])
+        if b.zone != "Movable" and not k.memblock.is_free(lo, hi):
+            # start_isolate_page_range → has_unmovable_pages
+            return self._fail(HotplugError("EBUSY", f"{b.name} holds unmovable pages (kernel allocations)"),
+                              [fail + "failure to isolate range"])
+        err = self.inject.get("MEM_GOING_OFFLINE", 0)
+        if err:
+            name = _errno.errorcode.get(-err, "EIO")
+            return self._fail(HotplugError(name, f"{b.name}: MEM_GOING_OFFLINE notifier failed (injected)"),
+                              [fail + "notifier failure"])
+        if b.zone != "Movable":
+            k.memblock.remove_range(lo, hi)
+        self._set_sections_online(b.start_pfn, b.end_pfn, False)
+        z = self._zone(b.nid, b.zone)
+        assert z is not None
+        z.present_pages -= b.nr_pages
+        self._node_present(b.nid, -b.nr_pages)
+        self._zone_ranges_remove(z, b.start_pfn, b.end_pfn)
+        self._shrink_zone_span(z, b.start_pfn, b.end_pfn)
+        self._update_pgdat_span(b.nid)
+        b.state, b.zone = "offline", None
+        self._sync_added(b)
+        msgs = [f"Offlined Pages {b.nr_pages}"]
+        self.messages += msgs
+        return StepResult(True, msgs)
+
+    def remove(self, start: int, size: int) -> StepResult:
+        """``remove_memory(start, size)`` → ``try_remove_memory`` (mm/memory_hotplug.c @ 6.1)."""
+        self._check_supported()
+        end = start + size
+        try:
+            if size <= 0 or start % self.block_size or size % self.block_size:
+                raise HotplugError("EINVAL", f"remove [mem {start:#x}-{end - 1:#x}]: not aligned to the memory "
+                                   f"block size {self.block_size:#x}")
+            nrs = range(start // self.block_size, end // self.block_size)
+            for nr in nrs:
+                b = self.blocks.get(nr)
+                if b is not None and b.early:
+                    raise InputError(f"remove [mem {start:#x}-{end - 1:#x}]: memory{nr} is boot memory; removing "
+                                     f"boot memory is not modelled")
+                if b is None or not any(s <= b.start_pfn << PAGE_SHIFT < e for s, e in self.resources):
+                    raise HotplugError("EINVAL", f"remove [mem {start:#x}-{end - 1:#x}]: memory{nr} was not "
+                                       f"hot-added")
+            for nr in nrs:
+                if self.blocks[nr].state == "online":  # check_memblock_offlined_cb
+                    raise HotplugError("EBUSY", f"memory{nr} is online: offline it first")
+        except HotplugError as e:
+            msgs = []
+            if e.name == "EBUSY":
+                msgs = [f"removing memory fails, because memory [{start:#018x}-{end - 1:#018x}] is onlined"]
+            return self._fail(e, msgs)
+        for nr in nrs:  # remove_memory_block_devices
+            del self.blocks[nr]
+        self._arch_remove_memory(start, end)
+        # release_mem_region_adjustable
+        out = []
+        for s, e in self.resources:
+            if e <= start or s >= end:
+                out.append((s, e))
+                continue
+            if s < start:
+                out.append((s, start))
+            if end < e:
+                out.append((end, e))
+        self.resources = out
+        spfn, epfn = start >> PAGE_SHIFT, end >> PAGE_SHIFT
+        kept = []
+        for a in self.k.added_memory:
+            if a[1] <= spfn or a[0] >= epfn:
+                kept.append(a)
+                continue
+            if a[0] < spfn:
+                kept.append((a[0], spfn) + a[2:])
+            if epfn < a[1]:
+                kept.append((epfn, a[1]) + a[2:])
+        self.k.added_memory[:] = kept
+        return StepResult(True, [])
+
+    # ------------------------------------------------------------------ add internals
+    def _fail(self, e: HotplugError, msgs: list[str] | None = None) -> StepResult:
+        msgs = list(msgs or [])
+        self.messages += msgs
+        return StepResult(False, msgs, e)
+
+    def _add_checks(self, nid: int, start: int, size: int, msgs: list[str]) -> None:
+        k = self.k
+        end = start + size
+        if size <= 0 or start < 0:
+            raise HotplugError("EINVAL", f"add [mem {start:#x}+{size:#x}]: empty range")
+        # register_memory_resource → mhp_range_allowed(start, size, need_mapping=true): [0, MAX_PHYSMEM_BITS)
+        top = (1 << k.era.max_physmem_bits(k.la57)) - 1
+        if end - 1 > top:
+            msgs.append(f"Hotplug memory [{start:#x}-{end:#x}] exceeds maximum addressable range [0x0-{top:#x}]")
+            raise HotplugError("E2BIG", f"[mem {start:#x}-{end - 1:#x}] is beyond MAX_PHYSMEM_BITS")
+        dm = next((r for r in k.layout.regions if r.name == "direct-map"), None)
+        if dm is not None and end > dm.end + 1 - dm.start:
+            raise HotplugError("ERANGE", f"[mem {start:#x}-{end - 1:#x}] is beyond the end of the direct map "
+                               f"({dm.end + 1 - dm.start:#x} bytes at page_offset_base)")
+        busy = [(s << PAGE_SHIFT, e << PAGE_SHIFT) for s, e, _ in k.ram_pfn_ranges()] + self.resources
+        if any(s < end and start < e for s, e in busy):
+            msgs.append(f"Unable to reserve System RAM region: {start:016x}->{end:016x}")
+            raise HotplugError("EEXIST", f"[mem {start:#x}-{end - 1:#x}] overlaps System RAM")
+        # add_memory_resource → check_hotplug_memory_range
+        if start % self.block_size or size % self.block_size:
+            msgs.append(f"Block size [{self.block_size:#x}] unaligned hotplug range: start {start:#x}, "
+                        f"size {size:#x}")
+            raise HotplugError("EINVAL", f"[mem {start:#x}-{end - 1:#x}] is not aligned to the memory block "
+                               f"size {self.block_size:#x}")
+        if nid not in k.nodes:
+            if any(n.nid == nid for n in k.machine.nodes):
+                raise InputError(f"node {nid} has no memory yet: hot-adding to a new node (hotadd_init_pgdat) "
+                                 f"is not modelled")
+            raise HotplugError("EINVAL", f"node {nid} was absent from the node_possible_map")
+
+    def alloc(self, size: int, align: int, nid: int, what: str) -> int:
+        """The run-time allocator stand-in (module docstring): node ``nid`` first, lowest free fit,
+        zones Normal, DMA32, DMA in turn, then the other nodes; ``BootError`` when nothing fits."""
+        mb = self.k.memblock
+        order = [nid] + sorted(n for n in self.k.nodes if n != nid)
+        for n in order:
+            for lo, hi in ((SZ_4G, None), (SZ_16M, SZ_4G), (0, SZ_16M)):
+                p = mb.alloc_first_fit(size, align, n, lo, hi, what)
+                if p is not None:
+                    return p
+        raise BootError(f"out of memory: cannot allocate {size:#x} bytes for {what} on node {nid}")
+
+    def _free(self, start: int, end: int) -> None:
+        self.k.memblock.free(start, end)
+        self.k.phys.discard(start, end)
+
+    def _arch_add_memory(self, nid: int, start: int, size: int) -> list[str]:
+        """x86 ``arch_add_memory``: ``init_memory_mapping`` then ``add_pages``; undone entirely on -ENOMEM."""
+        k = self.k
+        end = start + size
+        spfn, epfn = start >> PAGE_SHIFT, end >> PAGE_SHIFT
+        roots_before = set(k.model.sections.roots)  # type: ignore[attr-defined]
+        populated: list[tuple[int, int, int]] = []
+        pfn = spfn
+        hook = lambda: self.alloc(PAGE_SIZE, PAGE_SIZE, nid, "page table")  # noqa: E731
+        k.table_hooks.append(hook)
+        try:
+            self._directmap_add(start, end, nid)
+            while pfn < epfn:
+                cur = min(epfn, (pfn // self.pps + 1) * self.pps)
+                self._sparse_add_section(nid, pfn, cur, populated)
+                pfn = cur
+        except BootError as e:
+            p = spfn
+            while p < pfn:
+                cur = min(epfn, (p // self.pps + 1) * self.pps)
+                self._section_deactivate(p, cur)
+                p = cur
+            self._directmap_remove(start, end)
+            st = k.model.sections  # type: ignore[attr-defined]
+            for r in set(st.roots) - roots_before:
+                va = st.roots.pop(r)
+                k.mem.store(st.root_array + 8 * r, 0)
+                self._free(va - k.page_offset, va - k.page_offset + st.per_root * st.ms_size)
+            raise HotplugError("ENOMEM", f"add [mem {start:#x}-{end - 1:#x}]: {e}") from None
+        finally:
+            k.table_hooks.remove(hook)
+        k.model._pieces.sort(key=lambda p: p.start_pfn)  # type: ignore[attr-defined]
+        # update_end_of_memory_vars (add_pages): max_pfn never goes down again (remove keeps it)
+        if epfn > k.max_pfn:
+            k.max_pfn = epfn
+            for name in ("max_pfn", "max_low_pfn"):
+                if name in k.symbols:
+                    k.mem.store(k.symbols[name], epfn)
+        return self._pmd_lines(populated)
+
+    def _directmap_add(self, start: int, end: int, nid: int) -> None:
+        """``init_memory_mapping(start, end, PAGE_KERNEL)``: the boot page-size rules on the new range."""
+        from vmemmap.kernel import _PAGE_NX, PAGE_KERNEL, PAGE_KERNEL_LARGE, _split_mem_range
+
+        k = self.k
+        era, cpu = k.era, k.machine.cpu
+        gb = cpu.gbpages and (era.directmap_gbpages if k.options.gbpages is None else k.options.gbpages)
+        prot_large = PAGE_KERNEL_LARGE if cpu.nx else PAGE_KERNEL_LARGE & ~_PAGE_NX
+        prot_4k = PAGE_KERNEL if cpu.nx else PAGE_KERNEL & ~_PAGE_NX
+        for s, e, psize in _split_mem_range(start, end, cpu.pse, gb, lambda a, b: start <= a and b <= end):
+            k.tables.map(k.page_offset + s, s, e - s, psize, prot_4k if psize == PAGE_SIZE else prot_large, nid)
+            k.directmap.append((s, e, psize))
+        k.directmap.sort()
+
+    def _directmap_remove(self, start: int, end: int) -> None:
+        """``kernel_physical_mapping_remove`` → ``remove_pagetable(__va(start), __va(end), true)``."""
+        k = self.k
+        for t in k.tables.unmap(k.page_offset + start, end - start):
+            self.k.memblock.free(t, t + PAGE_SIZE)
+        k.directmap[:] = [d for d in k.directmap if d[1] <= start or d[0] >= end]
+
+    def _sparse_add_section(self, nid: int, pfn: int, end_pfn: int, populated: list[tuple[int, int, int]]) -> None:
+        """``sparse_add_section`` (mm/sparse.c @ 6.1); undoes its own partial work on -ENOMEM."""
+        k = self.k
+        era, m = k.era, k.model
+        st = m.sections  # type: ignore[attr-defined]
+        nr = pfn // self.pps
+        self._sparse_index_init(nr, nid)
+        sp = era.struct_page_size
+        v0, v1 = k.layout.vmemmap_base + pfn * sp, k.layout.vmemmap_base + end_pfn * sp
+        new_usage = 0
+        done: list[int] = []
+        try:
+            # section_activate: ms->usage = kzalloc(mem_section_usage_size()) when missing
+            if not st.is_present(nr) or not st.usage_of(nr):
+                size = -(-era.usage_size // KMALLOC_ALIGN) * KMALLOC_ALIGN
+                new_usage = self.alloc(size, KMALLOC_ALIGN, nid, "mem_section_usage")
+            # populate_section_memmap → vmemmap_populate → vmemmap_populate_hugepages (node-local)
+            ls = m.leaf_size  # type: ignore[attr-defined]
+            for a, b in m._mapped.missing(v0 // ls, -(-v1 // ls)):  # type: ignore[attr-defined]
+                for idx in range(a, b):
+                    p = self.alloc(ls, ls, nid, "vmemmap block")
+                    k.tables.map(idx * ls, p, ls, ls, m.prot, nid)  # type: ignore[attr-defined]
+                    m._mapped.add(idx, idx + 1)  # type: ignore[attr-defined]
+                    done.append(idx)
+                    m._record(idx * ls, idx * ls + ls, p, nid)  # type: ignore[attr-defined]
+                    populated.append((idx * ls, p, nid))
+        except BootError:
+            for idx in done:
+                self._vmemmap_free_leaf(idx)
+                populated.pop()
+            if new_usage:
+                self._free(new_usage, new_usage + -(-era.usage_size // KMALLOC_ALIGN) * KMALLOC_ALIGN)
+            raise
+        if new_usage:
+            st.write_usage(nr, new_usage + k.page_offset)
+        usage = st.usage_of(nr)
+        from vmemmap.models.sections import USAGE_SUBSECTION_MAP_OFFSET
+
+        sub = 1 << (era.subsection_shift - PAGE_SHIFT)
+        a, b = (pfn - nr * self.pps) // sub, (end_pfn - nr * self.pps - 1) // sub
+        bits = ((1 << (b - a + 1)) - 1) << a
+        old = k.mem.peek(usage + USAGE_SUBSECTION_MAP_OFFSET, 8)
+        k.mem.store(usage + USAGE_SUBSECTION_MAP_OFFSET, old | bits)  # fill_subsection_map
+        st.set_present(nr, True)  # __section_mark_present
+        memmap = k.layout.vmemmap_base + nr * self.pps * sp  # aligned to the section start
+        word = k.mem.peek(st.section_addr_nocheck(nr), 8)
+        word = (word & ~era.section_map_mask & 0xFFFF_FFFF_FFFF_FFFF) | st.encode_mem_map(memmap, nr)
+        word |= era.section_flag("PRESENT") | era.section_flag("HAS_MEM_MAP")
+        st.write_word(nr, word)  # sparse_init_one_section(ms, nr, memmap, usage, 0)
+        m._add_piece(pfn, end_pfn, v0, nid)  # type: ignore[attr-defined]
+
+    def _sparse_index_init(self, nr: int, nid: int) -> None:
+        """``sparse_index_init``: a root page from the run-time allocator (kzalloc_node) when missing."""
+        k = self.k
+        st = k.model.sections  # type: ignore[attr-defined]
+        if not st.extreme:
+            return
+        root = nr // st.per_root
+        if root in st.roots:
+            return
+        pa = self.alloc(st.per_root * st.ms_size, 64, nid, "mem_section root")
+        st.roots[root] = pa + k.page_offset
+        k.mem.store(st.root_array + 8 * root, pa + k.page_offset)
+
+    def _pmd_lines(self, populated: list[tuple[int, int, int]]) -> list[str]:
+        """``vmemmap_populate_print_last`` at the end of ``__add_pages``: this add's PMDs, coalesced."""
+        from vmemmap.bootlog import BootFacts, PopulatedPmd, render_vmemmap_lines
+
+        k = self.k
+        if not populated or k.model.leaf_size != PMD_SIZE:  # type: ignore[attr-defined]
+            return []
+        f = BootFacts(era=k.era, e820=(), e820_updates=(), max_pfn=k.max_pfn, max_arch_pfn=k.max_arch_pfn,
+                      numa_nodes=(), node_data=(), zones=(), early_node_map=(), node_spans=(), holes=(),
+                      vmemmap=tuple(PopulatedPmd(v, v + PMD_SIZE, p, n) for v, p, n in populated),
+                      vmemmap_page_size=PMD_SIZE, page_offset=k.page_offset, directmap=(), gbpages=False)
+        return render_vmemmap_lines(f)
+
+    # ------------------------------------------------------------------ remove internals
+    def _arch_remove_memory(self, start: int, end: int) -> None:
+        """x86 ``arch_remove_memory``: ``__remove_pages`` then ``kernel_physical_mapping_remove``."""
+        spfn, epfn = start >> PAGE_SHIFT, end >> PAGE_SHIFT
+        p = spfn
+        while p < epfn:
+            cur = min(epfn, (p // self.pps + 1) * self.pps)
+            self._section_deactivate(p, cur)
+            p = cur
+        self._directmap_remove(start, end)
+
+    def _section_deactivate(self, pfn: int, end_pfn: int) -> None:
+        """``section_deactivate`` (mm/sparse.c @ 6.1) for a hot-added section."""
+        from vmemmap.models.sections import USAGE_SUBSECTION_MAP_OFFSET
+
+        k = self.k
+        era, m = k.era, k.model
+        st = m.sections  # type: ignore[attr-defined]
+        nr = pfn // self.pps
+        usage = st.usage_of(nr)
+        sub = 1 << (era.subsection_shift - PAGE_SHIFT)
+        a, b = (pfn - nr * self.pps) // sub, (end_pfn - nr * self.pps - 1) // sub
+        bits = ((1 << (b - a + 1)) - 1) << a
+        cur = k.mem.peek(usage + USAGE_SUBSECTION_MAP_OFFSET, 8) if usage else 0
+        left = cur & ~bits  # clear_subsection_map
+        empty = left == 0
+        word = st.read_word_nocheck(nr)
+        if empty:
+            word &= ~era.section_flag("HAS_MEM_MAP")
+            st.write_word(nr, word)
+            # kfree(ms->usage) (not PageReserved: allocated at run time)
+            size = -(-era.usage_size // KMALLOC_ALIGN) * KMALLOC_ALIGN
+            self._free(usage - k.page_offset, usage - k.page_offset + size)
+            st.write_usage(nr, 0)
+        else:
+            k.mem.store(usage + USAGE_SUBSECTION_MAP_OFFSET, left)
+        # depopulate_section_memmap → vmemmap_free(start, end): the leaves that only this range used
+        sp = era.struct_page_size
+        ls = m.leaf_size  # type: ignore[attr-defined]
+        v0, v1 = k.layout.vmemmap_base + pfn * sp, k.layout.vmemmap_base + end_pfn * sp
+        for idx in range(v0 // ls, -(-v1 // ls)):
+            if idx in m._mapped and idx * ls >= v0 and idx * ls + ls <= v1:  # type: ignore[attr-defined]
+                self._vmemmap_free_leaf(idx)
+        if empty:
+            st.write_word(nr, 0)
+            st.set_present(nr, False)
+        _remove_pieces(m, pfn, end_pfn)
+
+    def _vmemmap_free_leaf(self, idx: int) -> None:
+        """``remove_pmd_table(..., direct=false)``: a whole PMD leaf: ``free_hugepage_table`` of its
+        backing, ``pmd_clear``; page-table pages left empty are freed (``free_pte_table`` ...)."""
+        k, m = self.k, self.k.model
+        ls = m.leaf_size  # type: ignore[attr-defined]
+        v = idx * ls
+        w = k.tables.walk(v)
+        assert w.phys is not None, f"vmemmap leaf {v:#x} not mapped"
+        phys = w.phys - (v % (w.page_size or ls))
+        for t in k.tables.unmap(v, ls):
+            k.memblock.free(t, t + PAGE_SIZE)
+        self._free(phys, phys + ls)
+        m._mapped.remove(idx, idx + 1)  # type: ignore[attr-defined]
+        _remove_leaves(k, v, v + ls)
+
+    # ------------------------------------------------------------------ zones and sections
+    def _zone(self, nid: int, name: str) -> Zone | None:
+        return next((z for z in self.k.zones if z.nid == nid and z.name == name), None)
+
+    def _move_pfn_range_to_zone(self, b: MemoryBlock, zname: str) -> Zone:
+        """``move_pfn_range_to_zone``: ``resize_zone_range``, ``resize_pgdat_range``, then
+        ``memmap_init_range`` → ``set_page_links`` for every struct page of the block."""
+        from vmemmap.kernel import Zone, _fill_pages
+
+        k = self.k
+        idx = k.era.zone_names.index(zname)
+        z = self._zone(b.nid, zname)
+        if z is None or z.spanned_pages == 0:
+            if z is None:
+                z = Zone(b.nid, idx, zname, b.start_pfn, b.end_pfn, 0)
+                k.zones.append(z)
+                k.zones.sort(key=lambda x: (x.nid, x.idx))
+            z.start_pfn, z.end_pfn = b.start_pfn, b.end_pfn
+        else:
+            z.start_pfn, z.end_pfn = min(z.start_pfn, b.start_pfn), max(z.end_pfn, b.end_pfn)
+        n = k.nodes[b.nid]
+        n.start_pfn, n.end_pfn = min(n.start_pfn, b.start_pfn), max(n.end_pfn, b.end_pfn)
+        self._store_node(n)
+        pf = k.page_flags
+        sp = k.era.struct_page_size
+        for piece in k.model.memmap_pieces():  # type: ignore[attr-defined]
+            s, e = max(b.start_pfn, piece.start_pfn), min(b.end_pfn, piece.end_pfn)
+            if s < e:
+                sec = s >> k.era.pfn_section_shift if pf.sections_width else 0
+                _fill_pages(k, piece, s, e, pf.links(sec, b.nid, idx), sp)
+        return z
+
+    def _zone_ranges(self, z: Zone) -> list[tuple[int, int]]:
+        """The pfn ranges of ``z`` whose struct pages are online and linked to it (what
+        ``find_smallest_section_pfn`` / ``find_biggest_section_pfn`` test with ``pfn_to_online_page``,
+        ``pfn_to_nid`` and ``page_zone``)."""
+        key = (z.nid, z.idx)
+        rs = self._zranges.get(key)
+        if rs is None:
+            rs = []
+            for s, e, nid in self.k.ram_pfn_ranges():
+                a, b = max(s, z.start_pfn), min(e, z.end_pfn)
+                if nid == z.nid and a < b:
+                    rs.append((a, b))
+            self._zranges[key] = rs
+        return rs
+
+    @property
+    def _zranges(self) -> dict[tuple[int, int], list[tuple[int, int]]]:
+        if not hasattr(self, "_zr"):
+            self._zr: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        return self._zr
+
+    def _zone_ranges_add(self, z: Zone, s: int, e: int) -> None:
+        rs = self._zone_ranges(z)
+        if (s, e) not in rs and not any(a <= s and e <= b for a, b in rs):
+            rs.append((s, e))
+            rs.sort()
+
+    def _zone_ranges_remove(self, z: Zone, s: int, e: int) -> None:
+        out = []
+        for a, b in self._zone_ranges(z):
+            if b <= s or a >= e:
+                out.append((a, b))
+                continue
+            if a < s:
+                out.append((a, s))
+            if e < b:
+                out.append((e, b))
+        self._zranges[(z.nid, z.idx)] = out
+
+    def _shrink_zone_span(self, z: Zone, start_pfn: int, end_pfn: int) -> None:
+        """``shrink_zone_span`` (mm/memory_hotplug.c @ 6.1): only an edge moves, to the nearest
+        sub-section (PAGES_PER_SUBSECTION steps) still online in the zone; an emptied zone spans nothing."""
+        sub = 1 << (self.k.era.subsection_shift - PAGE_SHIFT)
+        rs = self._zone_ranges(z)
+        if z.start_pfn == start_pfn:
+            # find_smallest_section_pfn(nid, zone, end_pfn, zone_end_pfn(zone))
+            cand = [max(a, end_pfn) for a, b in rs if b > end_pfn and a < z.end_pfn]
+            if cand:
+                p = end_pfn + (min(cand) - end_pfn) // sub * sub
+                z.start_pfn = p
+            else:
+                z.start_pfn = z.end_pfn = 0
+        elif z.end_pfn == end_pfn:
+            # find_biggest_section_pfn(nid, zone, zone->zone_start_pfn, start_pfn)
+            cand = [min(b, start_pfn) - 1 for a, b in rs if a < start_pfn and b > z.start_pfn]
+            if cand:
+                p = start_pfn - 1 - (start_pfn - 1 - max(cand)) // sub * sub
+                z.end_pfn = p + 1
+            else:
+                z.start_pfn = z.end_pfn = 0
+        if z.spanned_pages == 0 and z.present_pages == 0:
+            z.start_pfn = z.end_pfn = 0
+            self.k.zones.remove(z)  # an empty zone: facts read spanned 0, present 0 as for a missing one
+            self._zranges.pop((z.nid, z.idx), None)
+
+    def _update_pgdat_span(self, nid: int) -> None:
+        """``update_pgdat_span``: the node spans its zones' spans."""
+        k = self.k
+        zs = [z for z in k.zones if z.nid == nid and z.spanned_pages]
+        n = k.nodes[nid]
+        if zs:
+            n.start_pfn, n.end_pfn = min(z.start_pfn for z in zs), max(z.end_pfn for z in zs)
+        else:
+            n.start_pfn = n.end_pfn = 0
+        self._store_node(n)
+
+    def _store_node(self, n) -> None:  # noqa: ANN001
+        from vmemmap.kernel import PGDAT_LAYOUT
+
+        lay = PGDAT_LAYOUT[self.k.era.boot_allocator]
+        self.k.mem.store(n.pgdat + lay["node_start_pfn"], n.start_pfn)
+        self.k.mem.store(n.pgdat + lay["node_spanned_pages"], n.spanned_pages)
+
+    def _node_present(self, nid: int, delta: int) -> None:
+        from vmemmap.kernel import PGDAT_LAYOUT
+
+        lay = PGDAT_LAYOUT[self.k.era.boot_allocator]
+        addr = self.k.nodes[nid].pgdat + lay["node_present_pages"]
+        self.k.mem.store(addr, self.k.mem.peek(addr, 8) + delta)
+
+    def _set_sections_online(self, start_pfn: int, end_pfn: int, online: bool) -> None:
+        """``online_mem_sections`` / ``offline_mem_sections``: SECTION_IS_ONLINE of each section."""
+        st = self.k.model.sections  # type: ignore[attr-defined]
+        flag = self.k.era.section_flag("ONLINE")
+        for nr in range(start_pfn // self.pps, -(-end_pfn // self.pps)):
+            if not st.is_present(nr):
+                continue
+            w = st.read_word_nocheck(nr)
+            st.write_word(nr, (w | flag) if online else (w & ~flag))
+
+    def _sync_added(self, b: MemoryBlock) -> None:
+        """Keep ``Kernel.added_memory`` (conform's notes) in step with the block's state."""
+        out = []
+        for a in self.k.added_memory:
+            if a[0] <= b.start_pfn < a[1] and a[1] - a[0] == b.nr_pages:
+                a = (a[0], a[1], a[2], b.online_type if b.state == "online" else "offline", b.zone or "")
+            out.append(a)
+        self.k.added_memory[:] = out
+
+
+# ---------------------------------------------------------------------- bookkeeping helpers
+
+
+def _remove_leaves(k: Kernel, v0: int, v1: int) -> None:
+    """Take ``[v0, v1)`` out of ``Kernel.vmemmap_leaves`` (splitting coalesced runs)."""
+    from vmemmap.kernel import VmemmapLeaf
+
+    out = []
+    for lf in k.vmemmap_leaves:
+        if lf.vend <= v0 or lf.vstart >= v1:
+            out.append(lf)
+            continue
+        if lf.vstart < v0:
+            out.append(VmemmapLeaf(lf.vstart, v0, lf.pstart, lf.page_size, lf.node))
+        if v1 < lf.vend:
+            out.append(VmemmapLeaf(v1, lf.vend, lf.pstart + (v1 - lf.vstart), lf.page_size, lf.node))
+    k.vmemmap_leaves[:] = out
+
+
+def _remove_pieces(m, s: int, e: int) -> None:  # noqa: ANN001
+    """Take pfns ``[s, e)`` out of the model's memmap pieces."""
+    from vmemmap.models.base import MemmapPiece
+
+    sp = m.sp
+    out = []
+    for p in m._pieces:
+        if p.end_pfn <= s or p.start_pfn >= e:
+            out.append(p)
+            continue
+        if p.start_pfn < s:
+            out.append(MemmapPiece(p.start_pfn, s, p.vaddr, p.nid))
+        if e < p.end_pfn:
+            out.append(MemmapPiece(e, p.end_pfn, p.vaddr + (e - p.start_pfn) * sp, p.nid))
+    m._pieces[:] = out
+
+
+def add_memory(k: Kernel, start: int, size: int, nid: int, online: str = "offline") -> None:
+    """Hot-add ``[start, start+size)`` on ``nid`` and online it as ``online`` says (the boot-time path
+    of ``vmemmap conform``: a pc-dimm present at boot, virtio-mem's plugged blocks).  Raises the
+    :class:`HotplugError` the kernel would return."""
+    res = k.hotplug.add_memory(nid, start, size, online)
+    if res.error is not None:
+        raise res.error
+
+
+# ---------------------------------------------------------------------- scripts (``vmemmap hotplug``)
+
+_ARITY = {"probe": (1, 1), "add": (3, 3), "online": (1, 2), "offline": (1, 1), "remove": (2, 2),
+          "show": (0, 0), "inject": (2, 2)}
+
+
+def _number(text: str, what: str) -> int:
+    """``memparse``-like: decimal or 0x hex with an optional K/M/G/T suffix."""
+    mult = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    t = text.strip().lower()
+    scale = 1
+    if t and t[-1] in mult and not t.startswith("0x") or (t.startswith("0x") and t[-1] in "mgt"):
+        scale, t = mult[t[-1]], t[:-1]
+    try:
+        return int(t, 0) * scale
+    except ValueError:
+        raise InputError(f"{what}: {text!r} is not a number") from None
+
+
+@dataclass(frozen=True)
+class Step:
+    lineno: int
+    line: str
+    op: str
+    args: tuple[Any, ...]
+
+
+def parse_script(text: str, name: str = "script") -> list[Step]:
+    """Parse a hot-plug script (one step per line, ``#`` comments); bad lines are one-line input errors."""
+    out: list[Step] = []
+    for i, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        op, *words = line.split()
+        where = f"{name}:{i}"
+        if op not in _ARITY:
+            raise InputError(f"{where}: unknown step {op!r} (probe, add, online, offline, remove, show, inject)")
+        lo, hi = _ARITY[op]
+        if not lo <= len(words) <= hi:
+            raise InputError(f"{where}: {op} takes {lo if lo == hi else f'{lo}-{hi}'} argument(s), not {len(words)}")
+        args: tuple[Any, ...]
+        if op == "probe":
+            args = (_number(words[0], where),)
+        elif op == "add":
+            args = (_number(words[0], where), _number(words[1], where), _number(words[2], where))
+        elif op == "remove":
+            args = (_number(words[0], where), _number(words[1], where))
+        elif op == "online":
+            kind = words[1] if len(words) > 1 else "online"
+            if kind not in KIND_ALIASES:
+                raise InputError(f"{where}: online type {kind!r}: one of movable, kernel, online")
+            args = (words[0], KIND_ALIASES[kind])
+        elif op == "offline":
+            args = (words[0],)
+        elif op == "inject":
+            if words[0] not in NOTIFIER_EVENTS:
+                raise InputError(f"{where}: inject event {words[0]!r}: one of {', '.join(NOTIFIER_EVENTS)}")
+            args = (words[0], _number(words[1], where))
+        else:
+            args = ()
+        out.append(Step(i, line, op, args))
+    return out
+
+
+def run_step(k: Kernel, step: Step) -> StepResult:
+    """One script step on ``k.hotplug``."""
+    hp = k.hotplug
+    try:
+        if step.op == "probe":
+            return hp.probe(*step.args)
+        if step.op == "add":
+            nid, start, size = step.args
+            return hp.add_memory(nid, start, size)
+        if step.op == "online":
+            return hp.online(*step.args)
+        if step.op == "offline":
+            return hp.offline(*step.args)
+        if step.op == "remove":
+            return hp.remove(*step.args)
+        if step.op == "inject":
+            event, err = step.args
+            if err:
+                hp.inject[event] = -abs(err)
+            else:
+                hp.inject.pop(event, None)
+            return StepResult(True)
+    except HotplugError as e:  # block lookups outside the operations
+        return StepResult(False, [], e)
+    return StepResult(True)
+
+
+def run_script(k: Kernel, steps: list[Step]) -> dict[str, Any]:
+    """Run ``steps``; every step's messages, error and the blocks after it (the ``--json`` states)."""
+    k.hotplug._check_supported()
+    out_steps = []
+    failed = 0
+    for st in steps:
+        r = run_step(k, st)
+        failed += not r.ok
+        d: dict[str, Any] = {"line": st.line, "lineno": st.lineno, "op": st.op, "ok": r.ok,
+                             "errno": r.error.errno if r.error else 0,
+                             "error": str(r.error) if r.error else None, "messages": r.messages,
+                             "blocks": k.hotplug.to_json()}
+        if st.op == "show":
+            d["show"] = k.hotplug.sysfs_lines()
+        out_steps.append(d)
+    return {"machine": k.machine.name, "era": k.era.name, "block_size": f"{k.hotplug.block_size:#x}",
+            "steps": out_steps, "failed": failed, "blocks": k.hotplug.to_json()}
+
+
+def kernel_state(k: Kernel) -> dict[str, Any]:
+    """Everything add-then-remove must restore, read from the kernel: page tables (every run over the
+    whole address space, the table pages and a digest of their contents), the section table (roots,
+    every present section's word, usage pointer and sub-section map), the allocator's free ranges, the
+    direct map and vmemmap records, zones, nodes and memory blocks."""
+    import numpy as np
+
+    t = k.tables
+    runs = [(r.vaddr, r.end, r.level, r.flags, r.phys) for r in t.runs(0, 1 << 64)]
+    pages = sorted(t.iter_tables())
+    h = hashlib.sha256()
+    for _, p in pages:
+        h.update(np.asarray(t.mem.table(p >> 12)).tobytes())
+    st = k.model.sections  # type: ignore[attr-defined]
+    nrs = [int(x) for x in st.present_array()]
+    words = st.words_array(np.asarray(nrs, dtype=np.int64)).tolist() if nrs else []
+    secs = [(nr, int(w), st.usage_of(nr), st.subsection_map(nr)) for nr, w in zip(nrs, words)]
+    roots = sorted(st.roots.items())
+    root_words = [k.mem.peek(st.root_array + 8 * r, 8) for r, _ in roots]
+    return {
+        "runs": runs,
+        "table_pages": pages,
+        "table_digest": h.hexdigest(),
+        "sections": secs,
+        "roots": roots,
+        "root_words": root_words,
+        "free": k.memblock.free_ranges(),
+        "memory": list(k.memblock.memory),
+        "directmap": sorted(k.directmap),
+        "vmemmap_leaves": [(v.vstart, v.vend, v.pstart, v.node) for v in k.vmemmap_leaves],
+        "zones": sorted((z.nid, z.idx, z.start_pfn, z.end_pfn, z.present_pages) for z in k.zones
+                        if z.spanned_pages or z.present_pages),
+        "nodes": sorted((n.nid, n.start_pfn, n.end_pfn) for n in k.nodes.values()),
+        "blocks": k.hotplug.sysfs_lines() if k.hotplug.supported else [],
+    }
+
+
+__all__ = ["Hotplug", "HotplugError", "MemoryBlock", "StepResult", "Step", "add_memory", "kernel_state",
+           "parse_script", "run_script", "run_step",
+           "ONLINE_TYPES", "NOTIFIER_EVENTS"]
