@@ -14,7 +14,11 @@ if ! command -v apt-get >/dev/null 2>&1; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
+for try in 1 2 3; do
+    apt-get update -qq && break
+    [ "$try" = 3 ] && exit 1
+    sleep 5
+done
 apt-get install -y -qq --no-install-recommends \
     qemu-system-x86 busybox-static cpio gzip gcc libc6-dev dpkg apt ca-certificates >/dev/null
 

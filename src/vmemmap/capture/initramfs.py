@@ -86,7 +86,7 @@ nodes() {
     done
     for n in $(ls -d $s/node[0-9]* 2>/dev/null | sed 's,.*/node,,' | sort -n); do
         blocks=$(ls -d $s/node$n/memory[0-9]* 2>/dev/null | sed 's,.*/memory,,' | sort -n | tr '\n' ' ')
-        echo "--- node$n cpulist=$(rd $s/node$n/cpulist) blocks=$blocks"
+        echo "--- node$n cpulist=$(cat $s/node$n/cpulist) blocks=$blocks"
         cat $s/node$n/meminfo
     done
     e NODES
@@ -143,10 +143,10 @@ if [ "$MODE" = interactive ]; then
     dmesg -c > /dev/null
     stty -F /dev/ttyS1 -echo 2>/dev/null
     exec 3< /dev/ttyS1
-    n=0
+    step=0
     while :; do
-        echo "@@READY $n@@"
-        n=$((n + 1))
+        echo "@@READY $step@@"
+        step=$((step + 1))
         read -r cmd arg <&3 || break
         case "$cmd" in
             dmesgc) dmesg_blk -c ;;
