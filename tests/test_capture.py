@@ -291,7 +291,8 @@ def test_capture_real_kernel_conforms(tmp_path: Path) -> None:
     from vmemmap.conform import by_category, conform
 
     out = tmp_path / "base-2G.log"
-    res = run_capture(Spec(mem="2G"), "6.1", out, timeout=240)
+    core = tmp_path / "base-2G.core"
+    res = run_capture(Spec(mem="2G"), "6.1", out, timeout=240, dump=core)
     text = out.read_text()
     assert text.startswith("# cmd: qemu-system-x86_64 ")
     assert text.split("\n")[1].startswith(f"# package: {res.kernel.package} {res.kernel.version}")
@@ -306,3 +307,24 @@ def test_capture_real_kernel_conforms(tmp_path: Path) -> None:
     bad = [f"{f['name']}: expected {f['expected']}, got {f['got']}" for f in result["facts"] if not f["ok"]]
     assert not bad, "\n".join(bad)
     assert result["agree"] == result["total"]
+
+    # vmemmap inspect over the guest's own memory (QMP dump-guest-memory) agrees with what the guest
+    # printed about itself: every section word and address, and the page-table walk of the vmemmap
+    from vmemmap.conform.capture import parse_memsections, parse_ptwalk
+    from vmemmap.inspect.kernel import open_dump
+
+    ms = parse_memsections(cap.first.block("MEMSECTIONS"))
+    dk = open_dump(core, kallsyms=out)
+    try:
+        assert dk.vmemmap_base == ms.vmemmap_base
+        rows = {r.nr: r for r in dk.section_rows()}
+        assert set(rows) == set(ms.sections)
+        for nr, row in ms.sections.items():
+            assert rows[nr].raw == row.raw, nr
+        walk = parse_ptwalk(cap.first.block("PTWALK_VMEMMAP"))
+        for run in walk.runs:
+            for va in (run.vstart, run.vend - 8):
+                assert dk.vtop(va).phys == run.pstart + (va - run.vstart), hex(va)
+    finally:
+        dk.close()
+        core.unlink()

@@ -461,8 +461,6 @@ def _brief(v: Any) -> str:
     return v if isinstance(v, str) else _json.dumps(v)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
 
 
 # ---------------------------------------------------------------------- inspect (real kernel memory)
@@ -532,8 +530,12 @@ def inspect(dump: str, kallsyms: str | None, vtops: tuple[str, ...], pfns: tuple
 @click.option("--append", default="", metavar="ARGS", help="Extra kernel command line.")
 @click.option("-o", "--output", default=None, metavar="FILE", help="Capture file (default capture-<timestamp>.log).")
 @click.option("--timeout", default=300.0, show_default=True, metavar="SECONDS", help="Give up on the guest after this.")
+@click.option("--dump", "dump_path", default=None, metavar="FILE",
+              help="After the blocks, stop the guest and write its memory as an ELF core (QMP dump-guest-memory) "
+                   "for `vmemmap inspect`.")
 def capture(series: str, mem: str, numa: int, dimms: tuple[str, ...], hotplug: tuple[str, ...], maxmem: str | None,
-            cpu: str | None, kaslr: bool, append: str, output: str | None, timeout: float) -> None:
+            cpu: str | None, kaslr: bool, append: str, output: str | None, timeout: float,
+            dump_path: str | None) -> None:
     """Boot Debian's real kernel under QEMU and write a capture in the shared oracle format.
 
     The kernel package is resolved with apt-cache and fetched with apt-get download into
@@ -547,6 +549,7 @@ def capture(series: str, mem: str, numa: int, dimms: tuple[str, ...], hotplug: t
       vmemmap capture --mem 6G --cpu max -o la57-6G.log
       vmemmap capture --numa 2 --dimm 1G --kernel 6.12
       vmemmap capture --hotplug-dimm 1G -o dimm-hot.log
+      vmemmap capture -o g.log --dump g.core && vmemmap inspect g.core --kallsyms g.log
     """
     from pathlib import Path
 
@@ -556,10 +559,11 @@ def capture(series: str, mem: str, numa: int, dimms: tuple[str, ...], hotplug: t
                        maxmem=maxmem)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     out = Path(output) if output else None
+    dump = Path(dump_path) if dump_path else None
     if err.is_terminal:
         with err.status("vmemmap capture: starting", spinner="dots") as status:
             res = run_capture(spec, series, out, timeout,
-                              progress=lambda s: status.update(escape(f"vmemmap capture: {s}")))
+                              progress=lambda s: status.update(escape(f"vmemmap capture: {s}")), dump=dump)
     else:
         last = [""]
 
@@ -569,9 +573,13 @@ def capture(series: str, mem: str, numa: int, dimms: tuple[str, ...], hotplug: t
                 last[0] = phase
                 err.print(escape(f"vmemmap capture: {phase}"))
 
-        res = run_capture(spec, series, out, timeout, progress=plain)
+        res = run_capture(spec, series, out, timeout, progress=plain, dump=dump)
     t = res.timings
     boot = (t.get("run_init") or 0) - (t.get("linux_version") or 0)
     err.print(escape(f"{res.path}: {res.kernel.package} {res.kernel.version}; QEMU {t.get('qemu', 0):.1f} s "
                      f"(kernel boot to /init {boot:.1f} s), total {t.get('total', 0):.1f} s"))
     click.echo(str(res.path))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -39,6 +39,7 @@ mount -t devtmpfs devtmpfs /dev 2>/dev/null
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 MODE=boot
 SECTION_SIZE=16
+DUMP=0
 [ -f /etc/capture.env ] && . /etc/capture.env
 # keep kernel messages off the console while blocks print (they stay in dmesg)
 echo N > /sys/module/printk/parameters/ignore_loglevel 2>/dev/null
@@ -161,6 +162,11 @@ if [ "$MODE" = interactive ]; then
 fi
 echo "@@ORACLE_DONE@@"
 echo 4 > /proc/sys/kernel/printk 2>/dev/null
+if [ "$DUMP" = 1 ]; then
+    # the host stops the VM and takes dump-guest-memory, then quits QEMU
+    echo "@@DUMP_READY@@"
+    sleep 3600
+fi
 poweroff -f
 """.replace("@KALLSYMS@", "|".join(KALLSYMS))
 

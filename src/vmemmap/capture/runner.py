@@ -64,7 +64,8 @@ def default_output() -> Path:
 
 
 def run_capture(spec: MachineSpec, series: str = "6.1", out: Path | None = None, timeout: float = 300.0,
-                progress: Progress = lambda s: None, cache: Path | None = None, qemu: str = QEMU) -> CaptureResult:
+                progress: Progress = lambda s: None, cache: Path | None = None, qemu: str = QEMU,
+                dump: Path | None = None) -> CaptureResult:
     """Make one capture; returns where it went.  Raises :class:`VmemmapError` when anything is missing."""
     spec.validate()
     t_start = time.monotonic()
@@ -80,7 +81,8 @@ def run_capture(spec: MachineSpec, series: str = "6.1", out: Path | None = None,
     out = out or default_output()
     with tempfile.TemporaryDirectory(prefix="vmemmap-capture-") as tmp:
         work = Path(tmp)
-        env = {"MODE": "interactive" if spec.interactive else "boot", "SECTION_SIZE": str(kp.mem_section_size)}
+        env = {"MODE": "interactive" if spec.interactive else "boot", "SECTION_SIZE": str(kp.mem_section_size),
+               "DUMP": "1" if dump is not None else "0"}
         progress("building the busybox initramfs")
         initrd = build_initramfs(work / "initrd.cpio.gz", busybox, helper, env)
         serial = work / "serial.log"
@@ -93,7 +95,7 @@ def run_capture(spec: MachineSpec, series: str = "6.1", out: Path | None = None,
         t_boot = time.monotonic()
         error: VmemmapError | None = None
         try:
-            asyncio.run(_drive(guest, spec, timeout))
+            asyncio.run(_drive(guest, spec, timeout, dump))
         except VmemmapError as exc:
             error = exc
         text = guest.serial.text()
@@ -142,7 +144,7 @@ def compose(cmd: str, kp: kernel_pkg.KernelPackage, console: str, guest: GuestRu
     return "\n".join(lines) + "\n"
 
 
-async def _drive(g: GuestRun, spec: MachineSpec, timeout: float) -> None:
+async def _drive(g: GuestRun, spec: MachineSpec, timeout: float, dump: Path | None = None) -> None:
     deadline = time.monotonic() + timeout
 
     def left() -> float:
@@ -160,10 +162,31 @@ async def _drive(g: GuestRun, spec: MachineSpec, timeout: float) -> None:
             await _hotplug(g, spec, left)
         await g.wait_for(r"^@@ORACLE_DONE@@$", left(), "guest printing blocks")
         g.mark("done")
-        await g.wait_exit(min(left(), 30))
+        if dump is not None:
+            await g.wait_for(r"^@@DUMP_READY@@$", left(), "guest ready for the memory dump")
+            await _dump(g, dump, left())
+            g.mark("dump")
+            await g.stop()
+        else:
+            await g.wait_exit(min(left(), 30))
         g.mark("exit")
     finally:
         await g.close()
+
+
+async def _dump(g: GuestRun, path: Path, timeout: float) -> None:
+    """QMP ``stop`` then ``dump-guest-memory`` (paging off: an ELF core of guest-physical memory with
+    QEMU's CPU-state notes, CR3 included) — what ``vmemmap inspect`` reads."""
+    path = path.resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        await asyncio.wait_for(g.qmp.execute("stop"), 30)
+        await asyncio.wait_for(g.qmp.execute("dump-guest-memory", {"paging": False, "protocol": f"file:{path}"}),
+                               timeout)
+    except asyncio.TimeoutError:
+        raise VmemmapError(f"dump-guest-memory did not finish in {timeout:.0f} s") from None
+    except Exception as exc:  # noqa: BLE001 - QMP errors arrive as library exceptions
+        raise VmemmapError(f"dump-guest-memory failed: {exc}") from None
 
 
 async def _hotplug(g: GuestRun, spec: MachineSpec, left: Callable[[], float]) -> None:
