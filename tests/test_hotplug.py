@@ -407,3 +407,45 @@ def test_cli_ls_and_bad_input(tmp_path: Path) -> None:
         assert r.exit_code == 2 and r.output.count("\n") == 1 and "vmemmap: error:" in r.output, text
     with pytest.raises(InputError):
         parse_script("inject MEM_BOGUS -12\n")
+
+
+# ---------------------------------------------------------------------- device drivers (ACPI DIMM, virtio-mem)
+
+
+def test_acpi_dimm_unaligned_refused_and_state_unchanged() -> None:
+    k = qemu()
+    before = kernel_state(k)
+    r = k.hotplug.acpi_memory_device_add("PNP0C80:00", [(4 * G, 64 * M)], 0)
+    assert not r.ok and r.error.errno == -22
+    assert r.messages == ["Block size [0x8000000] unaligned hotplug range: start 0x100000000, size 0x4000000",
+                          "acpi PNP0C80:00: add_memory failed", "acpi PNP0C80:00: acpi_memory_enable_device() error"]
+    assert diff(before, kernel_state(k)) == []
+    assert k.hotplug.acpi_memory_device_eject("PNP0C80:00").ok  # never bound: nothing to remove
+
+
+def test_acpi_dimm_add_online_eject_restores_state() -> None:
+    k = qemu()
+    before = kernel_state(k)
+    r = k.hotplug.acpi_memory_device_add("PNP0C80:00", [(4 * G, 2 * BLOCK)], 0)
+    assert r.ok and any("PMD ->" in m for m in r.messages)
+    for nr in (32, 33):
+        assert k.hotplug.online(nr, "movable").ok
+    r = k.hotplug.acpi_memory_device_eject("PNP0C80:00")
+    assert r.ok and r.messages.count("Offlined Pages 32768") == 2
+    after = kernel_state(k)
+    assert [key for key in diff(before, after) if key not in ("roots", "root_words")] == []
+
+
+def test_virtio_mem_plugs_ascending_and_unplugs_from_the_top() -> None:
+    k = qemu()
+    hp = k.hotplug
+    hp.default_online_type = "online_movable"
+    hp.virtio_mem_add_device("virtio0", 4 * G, 4 * G, 0)
+    r = hp.virtio_mem_resize("virtio0", 4 * BLOCK)
+    assert r.ok and sum("PMD ->" in m for m in r.messages) == 4
+    assert [b.nr for b in hp.blocks.values() if not b.early] == [32, 33, 34, 35]
+    assert all(hp.blocks[nr].zone == "Movable" for nr in (32, 33, 34, 35))
+    r = hp.virtio_mem_resize("virtio0", BLOCK)
+    assert r.ok and [b.nr for b in hp.blocks.values() if not b.early] == [32]
+    with pytest.raises(InputError, match="sub-block"):
+        hp.virtio_mem_resize("virtio0", BLOCK + (2 << 20))

@@ -419,7 +419,8 @@ def conform(capture: str, as_json: bool) -> None:
     The capture is an oracle log (shared/oracle/captures/*.log): its e820, SRAT, command line and QEMU
     CPU rebuild the machine, booted in era 6.1 as the capture was (nokaslr or KASLR bases, flavour,
     LA57). Facts: base, max_pfn, node, zone, block, root, section, subsection, vmemmap, directmap
-    (docs/conformance.md). Hot-plug captures: the first snapshot only.
+    (docs/conformance.md), placement, and for hot-plug captures every later snapshot, replayed step by
+    step (device_add, online, device_del, virtio-mem resizes) with the hotplug engine.
 
     \b
     Example:
@@ -435,7 +436,7 @@ def conform(capture: str, as_json: bool) -> None:
     if as_json:
         _emit_json(res)
     else:
-        console.print(escape(f"{res['capture']}: Linux {res['kernel']} (snapshot 0) vs the {res['era']} model "
+        console.print(escape(f"{res['capture']}: Linux {res['kernel']} vs the {res['era']} model "
                              f"of machine {res['machine']}"))
         t = Table()
         for col in ("category", "agree", "total", ""):
@@ -444,6 +445,15 @@ def conform(capture: str, as_json: bool) -> None:
             t.add_row(cat, str(a), str(n), "[green]ok[/green]" if a == n else "[red]differs[/red]")
         t.add_row("[bold]all[/bold]", f"[bold]{res['agree']}[/bold]", f"[bold]{res['total']}[/bold]", "")
         console.print(t)
+        snaps = res.get("snapshots") or []
+        if len(snaps) > 1:
+            st = Table(title="per snapshot")
+            for col in ("snapshot", "agree", "total", ""):
+                st.add_column(col, justify="right" if col != "" else "left", no_wrap=True)
+            for sn in snaps:
+                st.add_row(str(sn["snapshot"]), str(sn["agree"]), str(sn["total"]),
+                           "[green]ok[/green]" if sn["agree"] == sn["total"] else "[red]differs[/red]")
+            console.print(st)
         for note in res["notes"]:
             console.print(escape(f"note: {note}"))
         bad = [f for f in res["facts"] if not f["ok"]]

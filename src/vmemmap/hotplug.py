@@ -32,6 +32,13 @@ drivers/base/memory.c at v6.1 (kernel-reference.md §5; §4.2 for the populate h
   ``remove_pagetable``: PMD leaves cleared, backing and emptied page-table pages freed; the section word
   zeroed) and ``kernel_physical_mapping_remove`` (direct map torn down, empty tables freed);
   ``release_mem_region_adjustable``.
+* **Device drivers** above ``add_memory``/``remove_memory`` (what ``vmemmap conform`` replays):
+  ACPI memory devices (drivers/acpi/acpi_memhotplug.c @ 6.1: ``acpi_memory_device_add`` →
+  ``acpi_memory_enable_device`` → ``__add_memory`` per range, "add_memory failed" /
+  "acpi_memory_enable_device() error" when none was enabled; eject through drivers/acpi/scan.c
+  ``acpi_scan_hot_remove``: offline every block, then ``__remove_memory``) and virtio-mem in Sub Block
+  Mode (drivers/virtio/virtio_mem.c @ 6.1: whole memory blocks plugged upwards with
+  ``add_memory_driver_managed``, unplugged from the top with ``offline_and_remove_memory``).
 
 The run-time page allocator (buddy + slab) is not modelled page by page. Its stand-in is documented
 here and used for everything hotplug allocates at run time (memmap backing, page-table pages, usage
@@ -62,6 +69,8 @@ Deviations, each chosen so that a failing step leaves the state exactly as it wa
   (sub-section hot-add of device memory, 6.x ``PAGE_UNUSED`` tracking) cannot arise from block-aligned
   adds and is not modelled; the 4 KiB fallback of ``vmemmap_populate_hugepages`` is not modelled (a
   failed 2 MiB allocation is -ENOMEM).
+* virtio-mem plugs and unplugs whole memory blocks only (a request that is not a multiple of the memory
+  block size is an input error): its 2 MiB sub-blocks inside a block are not modelled.
 """
 
 from __future__ import annotations
@@ -151,6 +160,8 @@ class Hotplug:
         self.messages: list[str] = []
         self.inject: dict[str, int] = {}  # notifier-error-inject: event -> errno (negative)
         self._roots_before: set[int] = set()
+        self.acpi_devices: dict[str, list[tuple[int, int]]] = {}  # ACPI memory devices: enabled (start, size)
+        self.virtio_mem: dict[str, dict[str, Any]] = {}  # virtio-mem devices (SBM): region, node, plugged blocks
         if self.supported:
             self._boot_blocks()
 
@@ -405,6 +416,127 @@ class Hotplug:
                 kept.append((epfn, a[1]) + a[2:])
         self.k.added_memory[:] = kept
         return StepResult(True, [])
+
+    # ------------------------------------------------------------------ device drivers
+    def acpi_memory_device_add(self, name: str, ranges: list[tuple[int, int]], node: int | None = None) -> StepResult:
+        """``acpi_memory_device_add`` → ``acpi_memory_enable_device`` (drivers/acpi/acpi_memhotplug.c @ 6.1):
+        an ACPI memory device (a QEMU ``pc-dimm``, HID PNP0C80, ``name`` its ACPI device name such as
+        ``PNP0C80:00``) with its ``_CRS`` ranges ``(start, size)``.  The node is ``acpi_get_node`` (``_PXM``),
+        else ``memory_add_physaddr_to_nid`` of the first range; every range goes through
+        ``__add_memory`` (auto-online as ``memhp_default_state`` says); a range that fails with anything but
+        -EEXIST is skipped, and when none was enabled the driver prints ``add_memory failed`` and
+        ``acpi_memory_device_add`` prints ``acpi_memory_enable_device() error`` (-EINVAL)."""
+        self._check_supported()
+        ranges = [(s, n) for s, n in ranges if n]
+        if not ranges:
+            return self._fail(HotplugError("EINVAL", f"acpi {name}: device is empty"),
+                              [f"acpi {name}: device is empty"])
+        nid = node if node is not None and node >= 0 else self.memory_add_physaddr_to_nid(ranges[0][0])
+        res = StepResult(True)
+        enabled: list[tuple[int, int]] = []
+        for start, size in ranges:
+            r = self.add_memory(nid, start, size)
+            res.messages += r.messages
+            if r.error is not None and r.error.name != "EEXIST":
+                continue
+            enabled.append((start, size))  # info->enabled = 1 (acpi_bind_memory_blocks), -EEXIST included
+        if not enabled:
+            msgs = [f"acpi {name}: add_memory failed", f"acpi {name}: acpi_memory_enable_device() error"]
+            self.messages += msgs
+            res.messages += msgs
+            res.ok, res.error = False, HotplugError("EINVAL", f"acpi {name}: no range of the device could be added")
+            return res
+        self.acpi_devices[name] = enabled
+        return res
+
+    def acpi_memory_device_eject(self, name: str) -> StepResult:
+        """ACPI eject of a memory device (``device_del`` of a pc-dimm): ``acpi_scan_hot_remove``
+        (drivers/acpi/scan.c @ 6.1) → ``acpi_scan_try_to_offline`` → ``device_offline`` of every memory
+        block bound to the device (failure: the blocks offlined so far are onlined again,
+        ``acpi_bus_online``, and the eject fails with -EBUSY) → ``acpi_bus_trim`` →
+        ``acpi_memory_device_remove`` → ``acpi_memory_remove_memory``: ``__remove_memory`` per enabled range."""
+        self._check_supported()
+        ranges = self.acpi_devices.get(name)
+        res = StepResult(True)
+        if ranges is None:  # never bound (refused at add): only the ACPI device goes away
+            return res
+        done: list[tuple[int, str]] = []
+        for start, size in ranges:
+            for nr in range(start // self.block_size, (start + size) // self.block_size):
+                b = self.blocks.get(nr)
+                if b is None or b.state != "online":
+                    continue
+                kind = b.online_type
+                r = self.offline(nr)
+                res.messages += r.messages
+                if r.error is not None:
+                    for onr, okind in done:  # acpi_scan_try_to_offline: undo with acpi_bus_online
+                        self.online(onr, okind)
+                    res.ok, res.error = False, HotplugError("EBUSY", f"acpi {name}: {r.error.reason}")
+                    return res
+                done.append((nr, kind))
+        for start, size in ranges:
+            r = self.remove(start, size)
+            res.messages += r.messages
+        del self.acpi_devices[name]
+        return res
+
+    def virtio_mem_add_device(self, name: str, addr: int, region_size: int, nid: int,
+                              device_block_size: int = PMD_SIZE) -> None:
+        """``virtio_mem_probe`` (drivers/virtio/virtio_mem.c @ 6.1): the device's region, its node, and
+        Sub Block Mode (``virtio_mem_init``: the device block size 2 MiB is below the memory block size,
+        so memory is managed per memory block, ``vm->sbm``), nothing plugged yet."""
+        self.virtio_mem[name] = {"addr": addr, "size": region_size, "nid": nid,
+                                 "bs": device_block_size, "plugged": []}
+
+    def virtio_mem_resize(self, name: str, requested: int) -> StepResult:
+        """The device's ``requested_size`` changed (QMP ``qom-set requested-size``): ``virtio_mem_run_wq``.
+
+        Plug (``virtio_mem_sbm_plug_request``): new memory blocks in ascending order from the start of the
+        region (``virtio_mem_sbm_prepare_next_mb``), each plugged and added with
+        ``add_memory_driver_managed(nid, addr, memory_block_size, "System RAM (virtio_mem)",
+        MHP_MERGE_RESOURCE | MHP_NID_IS_MGID)`` (``virtio_mem_sbm_add_mb``), then onlined as
+        ``memhp_default_state`` says.  Unplug (``virtio_mem_sbm_unplug_request``): memory blocks from the
+        highest id down, offline ones first, then online ones; a fully plugged online block is removed
+        whole with ``offline_and_remove_memory`` (``virtio_mem_sbm_offline_and_remove_mb``).  Only whole
+        memory blocks are modelled (requests in multiples of the memory block size)."""
+        self._check_supported()
+        dev = self.virtio_mem[name]
+        mb = self.block_size
+        res = StepResult(True)
+        plugged: list[int] = dev["plugged"]
+        res.messages += [f"virtio_mem {name}: plugged size: {len(plugged) * mb:#x}",
+                         f"virtio_mem {name}: requested size: {requested:#x}"]
+        if requested % mb:
+            raise InputError(f"virtio_mem {name}: requested size {requested:#x} is not a multiple of the memory "
+                             f"block size {mb:#x}: sub-block plugging is not modelled")
+        want = min(requested, dev["size"]) // mb
+        first = dev["addr"] // mb
+        while len(plugged) < want:
+            nr = next(b for b in range(first, first + dev["size"] // mb) if b not in plugged)
+            r = self.add_memory(dev["nid"], nr * mb, mb)
+            res.messages += r.messages
+            if r.error is not None:
+                res.ok, res.error = False, r.error
+                break
+            plugged.append(nr)
+        for state in ("offline", "online"):
+            for nr in sorted(plugged, reverse=True):
+                if len(plugged) <= want:
+                    break
+                b = self.blocks[nr]
+                if (b.state == "online") != (state == "online"):
+                    continue
+                if b.state == "online":
+                    r = self.offline(nr)
+                    res.messages += r.messages
+                    if r.error is not None:
+                        continue  # virtio_mem tries the next block
+                r = self.remove(nr * mb, mb)
+                res.messages += r.messages
+                if r.error is None:
+                    plugged.remove(nr)
+        return res
 
     # ------------------------------------------------------------------ add internals
     def _fail(self, e: HotplugError, msgs: list[str] | None = None) -> StepResult:

@@ -9,7 +9,7 @@ SRAT, command line, the QEMU ``-cpu``) and booted in era ``6.1`` with the captur
   ``struct mem_section`` (128 per root);
 * ``-cpu max``: LA57 (5-level paging) and GB pages, from the machine's CPU features.
 
-Hot-plug captures are conformed on their first snapshot only (a note says so).
+Hot-plug captures are replayed step by step (:mod:`vmemmap.conform.replay`) and every snapshot is compared.
 """
 
 from __future__ import annotations
@@ -93,21 +93,31 @@ def boot_hot_adds(cap: Capture, machine) -> list[tuple[int, int, int]]:  # noqa:
     return out
 
 
-def boot_capture(cap: Capture):  # noqa: ANN201
-    """Rebuild the captured machine and boot it as the capture did; returns the :class:`Kernel`.
+def boot_capture(cap: Capture, replay: bool = False):  # noqa: ANN201
+    """Rebuild the captured machine and boot it as the capture did; returns the :class:`Kernel`
+    (and the :class:`~vmemmap.conform.replay.Replay` driving its hot-plug steps when ``replay``).
 
-    Memory hot-added during boot (see :func:`boot_hot_adds`) goes through
-      :func:`vmemmap.hotplug.add_memory` and is onlined as ``memhp_default_state`` says.
+    Memory devices on the QEMU command line are added while booting as their drivers do
+    (:meth:`Replay.boot`: ACPI pc-dimms, virtio-mem plugging ``requested-size``); any other memory the
+    snapshot's /proc/iomem shows above e820 RAM (:func:`boot_hot_adds`) goes through
+    :func:`vmemmap.hotplug.add_memory` and is onlined as ``memhp_default_state`` says.
     """
+    from vmemmap.conform.replay import Replay
     from vmemmap.hotplug import add_memory
     from vmemmap.kernel import boot
     from vmemmap.machine.capture import parse_capture_text
 
     machine = parse_capture_text(cap.text, cap.path, cap.name)
     k = boot(machine, ERA, "vmemmap", boot_options(cap, machine))
+    rp = Replay(cap, k)
+    rp.boot()
     for s, e, nid in boot_hot_adds(cap, machine):
+        if any(a < e and s < b for a, b in k.hotplug.resources):
+            continue  # added by a device's driver above
         add_memory(k, s, e - s, nid, online_type(cap))
-    return k
+        rp.notes.append(f"memory hot-added during boot: [mem {s:#x}-{e - 1:#x}] on node {nid}, "
+                        f"{online_type(cap)} (memhp_default_state; found in /proc/iomem only)")
+    return (k, rp) if replay else k
 
 
 def category(name: str) -> str:
@@ -117,40 +127,72 @@ def category(name: str) -> str:
     return name.split(".")[0].split("[")[0]
 
 
+def _compare(exp_facts: dict[str, Any], got: dict[str, Any], snapshot: int) -> list[dict[str, Any]]:
+    return [{"name": name, "snapshot": snapshot, "ok": want == got.get(name), "expected": want,
+             "got": got.get(name)} for name, want in exp_facts.items()]
+
+
 def conform(path: str | Path) -> dict[str, Any]:
-    """Compare every fact of the capture's first snapshot with the simulated boot (contract 8 JSON)."""
+    """Compare every fact of every snapshot with the simulated kernel (contract 8 JSON).
+
+    Snapshot 0 is compared with the boot (plus the devices present at boot); for a hot-plug capture each
+    later snapshot is compared after replaying the host's and the guest's actions that precede it
+    (:class:`vmemmap.conform.replay.Replay`), and every device-level step adds ``hotplug`` facts."""
     cap = load_capture(path)
-    exp = expected_facts(cap)
-    k = boot_capture(cap)
-    got = got_facts(k, exp)
-    undone = expected_structure(exp, k)
-    notes = list(exp.notes)
-    if cap.interactive:
-        notes.append(f"hot-plug capture with {len(cap.snapshots)} snapshots: only snapshot 0 (the boot) is "
-                     f"conformed for now")
-    if undone:
-        notes.append(f"directmap: {undone} large page(s) split by set_memory_*() (mixed permissions) "
-                     f"counted at the model's page size")
-    for s, e, nid, online, _ in k.added_memory:
-        notes.append(f"memory hot-added during boot: [mem {s << 12:#x}-{(e << 12) - 1:#x}] on node {nid}, "
-                     f"{online} (memhp_default_state)")
+    k, rp = boot_capture(cap, replay=True)
+    notes: list[str] = []
+    facts: list[dict[str, Any]] = []
+    done_steps = 0
+
+    def step_facts() -> None:
+        nonlocal done_steps
+        for st in rp.steps[done_steps:]:
+            if st.note:
+                notes.append(f"snapshot {st.snapshot}: {st.note}")
+            for name, (want, have) in st.facts.items():
+                facts.append({"name": name, "snapshot": st.snapshot, "ok": want == have, "expected": want,
+                              "got": have})
+        done_steps = len(rp.steps)
+
+    for snap in cap.snapshots:
+        if snap.index:
+            rp.apply(snap)
+        step_facts()
+        exp = expected_facts(cap, snap)
+        if snap.index and not exp.facts:
+            continue
+        got = got_facts(k, exp)
+        undone = expected_structure(exp, k)
+        notes += exp.notes
+        if undone:
+            notes.append(f"snapshot {snap.index}: directmap: {undone} large page(s) split by set_memory_*() "
+                         f"(mixed permissions) counted at the model's page size")
+        facts += _compare(exp.facts, got, snap.index)
+    notes = rp.notes + notes
     if cap.kaslr:
         notes.append("KASLR boot: page_offset_base/vmalloc_base/vmemmap_base taken from the capture's KCORE")
-    facts = []
-    for name, want in exp.facts.items():
-        have = got.get(name)
-        facts.append({"name": name, "snapshot": 0, "ok": want == have, "expected": want, "got": have})
-    agree = sum(1 for x in facts if x["ok"])
-    return {
+    res = {
         "capture": cap.name,
         "kernel": cap.kernel,
         "era": ERA,
         "machine": k.machine.name,
         "notes": notes,
         "facts": facts,
-        "agree": agree,
+        "agree": sum(1 for x in facts if x["ok"]),
         "total": len(facts),
     }
+    res["snapshots"] = [{"snapshot": s, "agree": a, "total": t} for s, (a, t) in by_snapshot(res).items()]
+    return res
+
+
+def by_snapshot(res: dict[str, Any]) -> dict[int, tuple[int, int]]:
+    """``{snapshot: (agree, total)}`` for the snapshots that yielded facts, in capture order."""
+    out: dict[int, list[int]] = {}
+    for f in res["facts"]:
+        c = out.setdefault(f["snapshot"], [0, 0])
+        c[1] += 1
+        c[0] += int(f["ok"])
+    return {s: (a, t) for s, (a, t) in sorted(out.items())}
 
 
 def by_category(res: dict[str, Any]) -> dict[str, tuple[int, int]]:

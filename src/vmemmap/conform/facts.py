@@ -37,7 +37,7 @@ SZ_4K, SZ_2M, SZ_1G = 1 << 12, 1 << 21, 1 << 30
 SIZE_NAMES = {SZ_4K: "4K", SZ_2M: "2M", SZ_1G: "1G"}
 LEVEL_OF = {SZ_4K: "PTE", SZ_2M: "PMD", SZ_1G: "PUD"}
 CATEGORIES = ("base", "max_pfn", "node", "zone", "block", "root", "section", "subsection", "vmemmap", "directmap",
-              "placement")
+              "placement", "hotplug")
 
 def hx(v: int) -> str:
     return f"{v:#x}"
@@ -161,16 +161,27 @@ class Expected:
     notes: list[str]
     capture_dm: list[Leafrun]
     node_ranges: dict[int, tuple[int, int]]
+    has_directmap: bool = True  # the snapshot holds a PTWALK_DIRECTMAP block
 
 
 def expected_facts(cap: Capture, snap: Snapshot | None = None) -> Expected:
-    """Every fact the snapshot shows (first snapshot by default)."""
+    """Every fact the snapshot shows (first snapshot by default).
+
+    Snapshot 0 must hold KCORE, MEMSECTIONS and both PTWALK blocks (else :class:`InputError`); a later
+    snapshot of a hot-plug capture yields the facts of whichever blocks it holds.  The boot-log facts
+    (``node[N].range``, ``placement.node_data``) belong to snapshot 0 only.
+    """
+    first = snap is None or snap is cap.first
     snap = snap or cap.first
     where = cap.path
     f: dict[str, Any] = {}
     notes: list[str] = []
 
-    kc = parse_kcore(_need(snap, "KCORE", where))
+    def block(name: str):  # noqa: ANN202
+        return _need(snap, name, where) if first else snap.block(name)
+
+    kb = block("KCORE")
+    kc = parse_kcore(kb) if kb is not None else {}
     for name in ("page_offset_base", "vmalloc_base", "vmemmap_base"):
         if name in kc:
             f[f"base.{name}"] = hx(kc[name])
@@ -179,8 +190,9 @@ def expected_facts(cap: Capture, snap: Snapshot | None = None) -> Expected:
             f[f"max_pfn.{name}"] = hx(kc[name])
 
     nodes = parse_initmem(dmesg_lines(cap))
-    for nid, (s, e) in sorted(nodes.items()):
-        f[f"node[{nid}].range"] = _rng([(s, e)])[0]
+    if first:
+        for nid, (s, e) in sorted(nodes.items()):
+            f[f"node[{nid}].range"] = _rng([(s, e)])[0]
     nb = snap.block("NODES")
     if nb is not None:
         for nid, blocks in sorted(parse_nodes(nb).items()):
@@ -205,44 +217,54 @@ def expected_facts(cap: Capture, snap: Snapshot | None = None) -> Expected:
             f[f"block[memory{nr}].valid_zones"] = b.valid_zones
             f[f"block[memory{nr}].node"] = b.node
 
-    ms = parse_memsections(_need(snap, "MEMSECTIONS", where))
-    f["root.indices"] = sorted(ms.roots)
-    f["root.per_root"] = ms.per_root
-    f["section.sizeof"] = ms.sizeof
-    f["section.present"] = compress(list(ms.sections))
-    for nr, row in sorted(ms.sections.items()):
-        f[f"section[{nr}].raw"] = hx(row.raw)
-    for nr, row in sorted(ms.sections.items()):
-        if len(row.u) >= 3:
-            f[f"subsection[{nr}]"] = hx(row.u[2])
+    msb = block("MEMSECTIONS")
+    ms = parse_memsections(msb) if msb is not None else None
+    if ms is not None:
+        f["root.indices"] = sorted(ms.roots)
+        f["root.per_root"] = ms.per_root
+        f["section.sizeof"] = ms.sizeof
+        f["section.present"] = compress(list(ms.sections))
+        for nr, row in sorted(ms.sections.items()):
+            f[f"section[{nr}].raw"] = hx(row.raw)
+        for nr, row in sorted(ms.sections.items()):
+            if len(row.u) >= 3:
+                f[f"subsection[{nr}]"] = hx(row.u[2])
 
-    vw = parse_ptwalk(_need(snap, "PTWALK_VMEMMAP", where))
-    f["vmemmap.ranges"] = _rng(merge([(r.vstart, r.vend) for r in vw.runs]))
-    f["vmemmap.leaf_sizes"] = sorted({r.level for r in vw.runs})
-    for level in ("PUD", "PMD", "PTE"):
-        if level in vw.leafcount or any(r.level == level for r in vw.runs):
-            f[f"vmemmap.leafcount.{level}"] = vw.leafcount.get(level, 0)
-    f["vmemmap.node"] = _vm_nodes([(r.vstart, r.vend, r.pstart) for r in vw.runs], nodes)
+    vb = block("PTWALK_VMEMMAP")
+    vw = parse_ptwalk(vb) if vb is not None else None
+    if vw is not None:
+        f["vmemmap.ranges"] = _rng(merge([(r.vstart, r.vend) for r in vw.runs]))
+        f["vmemmap.leaf_sizes"] = sorted({r.level for r in vw.runs})
+        for level in ("PUD", "PMD", "PTE"):
+            if level in vw.leafcount or any(r.level == level for r in vw.runs):
+                f[f"vmemmap.leafcount.{level}"] = vw.leafcount.get(level, 0)
+        f["vmemmap.node"] = _vm_nodes([(r.vstart, r.vend, r.pstart) for r in vw.runs], nodes)
 
     # placement: where memblock put the boot-time structures (the physical addresses themselves)
-    for nid, start in sorted(parse_node_data(dmesg_lines(cap)).items()):
-        f[f"placement.node_data[{nid}]"] = hx(start)
-    f["placement.mem_section"] = hx(ms.mem_section)
-    for r, addr in sorted(ms.roots.items()):
-        f[f"placement.root[{r}]"] = hx(addr)
-    for nr, row in sorted(ms.sections.items()):
-        if row.raw & EARLY:  # boot sections: memblock; hot-added ones come from the slab (not modelled)
-            f[f"placement.usage[{nr}]"] = hx(row.usage)
-    early = {nr for nr, row in ms.sections.items() if row.raw & EARLY}
-    f["placement.vmemmap"] = [[hx(a), hx(b), hx(c)] for a, b, c in _phys_runs(_early_runs(
-        [(r.vstart, r.vend, r.pstart) for r in vw.runs], early, ms.vmemmap_base))]
+    if first:
+        for nid, start in sorted(parse_node_data(dmesg_lines(cap)).items()):
+            f[f"placement.node_data[{nid}]"] = hx(start)
+    if ms is not None:
+        f["placement.mem_section"] = hx(ms.mem_section)
+        for r, addr in sorted(ms.roots.items()):
+            f[f"placement.root[{r}]"] = hx(addr)
+        for nr, row in sorted(ms.sections.items()):
+            if row.raw & EARLY:  # boot sections: memblock; hot-added ones come from the slab (not modelled)
+                f[f"placement.usage[{nr}]"] = hx(row.usage)
+        if vw is not None:
+            early = {nr for nr, row in ms.sections.items() if row.raw & EARLY}
+            f["placement.vmemmap"] = [[hx(a), hx(b), hx(c)] for a, b, c in _phys_runs(_early_runs(
+                [(r.vstart, r.vend, r.pstart) for r in vw.runs], early, ms.vmemmap_base))]
 
-    dw = parse_ptwalk(_need(snap, "PTWALK_DIRECTMAP", where))
-    cap_dm = [Leafrun(r.pstart, r.pend, r.page_size, _perms(r.flags)) for r in dw.runs]
-    f["directmap.coverage"] = _rng(merge([(r.start, r.end) for r in cap_dm]))
-    if dw.levels:
-        f["directmap.levels"] = dw.levels
-    return Expected(f, notes, cap_dm, nodes)
+    db = block("PTWALK_DIRECTMAP")
+    cap_dm: list[Leafrun] = []
+    if db is not None:
+        dw = parse_ptwalk(db)
+        cap_dm = [Leafrun(r.pstart, r.pend, r.page_size, _perms(r.flags)) for r in dw.runs]
+        f["directmap.coverage"] = _rng(merge([(r.start, r.end) for r in cap_dm]))
+        if dw.levels:
+            f["directmap.levels"] = dw.levels
+    return Expected(f, notes, cap_dm, nodes, has_directmap=db is not None)
 
 
 def _early_runs(runs: list[tuple[int, int, int]], early: set[int], base: int) -> list[tuple[int, int, int]]:
@@ -408,6 +430,8 @@ def got_facts(k, exp: Expected) -> dict[str, Any]:  # noqa: ANN001
 def expected_structure(exp: Expected, k) -> int:  # noqa: ANN001
     """Add the direct map's large-page structure to ``exp`` (it needs the model's leaves: see
     :func:`directmap_structure`); returns the number of CPA splits undone."""
+    if not exp.has_directmap:
+        return 0
     model_dm = [Leafrun(s, e, size) for s, e, size in k.directmap]
     struct, undone = directmap_structure(exp.capture_dm, model_dm)
     for name, v in struct.items():
