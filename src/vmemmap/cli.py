@@ -417,7 +417,9 @@ def conform(capture: str, as_json: bool) -> None:
     """Boot the machine of a real-kernel capture and compare every fact it shows (exit 0: all agree).
 
     The capture is an oracle log (shared/oracle/captures/*.log): its e820, SRAT, command line and QEMU
-    CPU rebuild the machine, booted in era 6.1 as the capture was (nokaslr or KASLR bases, flavour,
+    CPU rebuild the machine, booted in the era of the captured kernel (its Linux version line or the
+    # kernel:/# package: header; a release without its own era uses the nearest one, named in a note)
+    as the capture was (nokaslr or KASLR bases, flavour,
     LA57). Facts: base, max_pfn, node, zone, block, root, section, subsection, vmemmap, directmap
     (docs/conformance.md), placement, and for hot-plug captures every later snapshot, replayed step by
     step (device_add, online, device_del, virtio-mem resizes) with the hotplug engine.
@@ -593,3 +595,57 @@ def capture(series: str, mem: str, numa: int, dimms: tuple[str, ...], hotplug: t
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+# ---------------------------------------------------------------------- cost
+
+@main.command(name="cost")
+@click.argument("workload", metavar="WORKLOAD")
+@_machine_option
+@_era_option(COMPARE_DEFAULT_ERA)
+@click.option("--cpu", "cpu_name", default="k8", show_default=True, metavar="CPU",
+              help="CPU preset (src/vmemmap/cost/cpus/*.toml): k8, core2, nehalem, skylake, icelake, zen2, zen4.")
+@click.option("--model", "models", multiple=True, metavar="MODEL",
+              help="Only this memory model (repeatable; default: every model the era can build).")
+@click.option("--ops", default=100_000, show_default=True, type=click.IntRange(1), help="Operations per model.")
+@click.option("--seed", default=1, show_default=True, type=int, help="Workload seed (same seed, same numbers).")
+@_la57_option
+@_json_option
+def cost_cmd(workload: str, machine: str, era: str, cpu_name: str, models: tuple[str, ...], ops: int, seed: int,
+             la57: bool | None, as_json: bool) -> None:
+    """Simulate a WORKLOAD through TLBs, page walks and caches on every legal model, side by side.
+
+    WORKLOAD: pfn_to_page-random, for_each_page, virt_to_page-slab. Each operation's accesses are the
+    kernel loads the model's code makes plus the struct page it returns; they go through the CPU
+    preset's TLBs, paging-structure caches and data caches, and misses walk the booted kernel's page
+    tables.
+
+    \b
+    Example:
+      vmemmap cost pfn_to_page-random --machine opteron-2007 --era 2.6.21-seed --cpu k8
+      vmemmap cost for_each_page -m desktop-32g --era 6.1 --cpu zen4 --json
+    """
+    from vmemmap.cost.cpu import load_cpu
+    from vmemmap.cost.run import contract_json, cost, render
+    from vmemmap.machine import load_machine
+
+    m = load_machine(machine)
+    e = load_era(era)
+    cpu = load_cpu(cpu_name)
+    if sys.stderr.isatty() and not as_json:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        with Progress(TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn(),
+                      console=Console(stderr=True), transient=True) as bar:
+            task = bar.add_task("simulating", total=1)
+
+            def step(model: str, done: int, total: int) -> None:
+                bar.update(task, description=f"simulating {model}", completed=done, total=total)
+
+            res = cost(m, e, cpu, workload, ops, seed, list(models) or None, la57, step)
+    else:
+        res = cost(m, e, cpu, workload, ops, seed, list(models) or None, la57)
+    if as_json:
+        _emit_json(contract_json(res))
+        return
+    render(res, cpu, console)

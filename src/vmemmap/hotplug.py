@@ -1,4 +1,4 @@
-"""Memory hotplug on the 6.x SPARSEMEM_VMEMMAP kernel: probe, add, online, offline, remove.
+"""Memory hotplug: probe, add, online, offline, remove -- the 6.1 SPARSEMEM_VMEMMAP engine, and every era/model.
 
 Models mm/memory_hotplug.c, mm/sparse.c, mm/sparse-vmemmap.c, arch/x86/mm/init_64.c and
 drivers/base/memory.c at v6.1 (kernel-reference.md §5; §4.2 for the populate helpers):
@@ -39,6 +39,22 @@ drivers/base/memory.c at v6.1 (kernel-reference.md §5; §4.2 for the populate h
   ``acpi_scan_hot_remove``: offline every block, then ``__remove_memory``) and virtio-mem in Sub Block
   Mode (drivers/virtio/virtio_mem.c @ 6.1: whole memory blocks plugged upwards with
   ``add_memory_driver_managed``, unplugged from the top with ``offline_and_remove_memory``).
+
+**Eras and models** (the era TOML's ``[hotplug]`` table, read into ``Hotplug.rules``; no version tests
+in code): ``probe`` adds one section per write in 2.6.2x (``add_memory(nid, addr, PAGES_PER_SECTION <<
+PAGE_SHIFT)``, drivers/base/memory.c @ v2.6.24) and a whole aligned block from 4.x; the block size is
+``kmem.probe_memory_block_size`` (kernel-reference §5.2); 2.6.x ``arch_add_memory`` puts hot-added
+memory in the node's ZONE_NORMAL at add (``__add_zone``: ``grow_zone_span``, ``memmap_init_zone``), its
+``store_mem_state`` matches only ``online`` (strncmp 6: ``online_movable`` is ``online``), and it has no
+x86 offline (-EINVAL without CONFIG_MEMORY_HOTREMOVE) nor remove (x86 ``arch_remove_memory`` is 3.9).
+FLATMEM refuses with -EINVAL (MEMORY_HOTPLUG depends on SPARSEMEM). **Classic SPARSEMEM** (any era):
+each new section's memmap comes from :meth:`Hotplug._kmalloc_section_memmap` (mm/sparse.c
+``kmalloc_section_memmap`` → ``__kmalloc_section_memmap``: ``alloc_pages`` of ``get_order(memmap)`` in the
+direct map, else :meth:`Hotplug._vmalloc` with 4 KiB PTEs in the vmalloc area), encoded in the section
+word and never mapped into the vmemmap window; remove frees it (``__kfree_section_memmap``: ``vfree`` or
+``free_pages``). **DISCONTIGMEM** (2.6.21 only, ``MEMORY_HOTPLUG_RESERVE``): :meth:`Hotplug._reserve_add`
+onlines pages of a hot-add area the boot pre-sized into ``node_mem_map`` (models/discontigmem.py,
+srat.c ``reserve_hotadd``); no reserved area → -EINVAL; no memory sysfs, no probe, no remove.
 
 The run-time page allocator (buddy + slab) is not modelled page by page. Its stand-in is documented
 here and used for everything hotplug allocates at run time (memmap backing, page-table pages, usage
@@ -121,6 +137,7 @@ class MemoryBlock:
     zone: str | None  # mem->zone: the zone when online; None = spans several zones (prints "none")
     online_type: str = "offline"  # mem->online_type last requested
     early: bool = False  # boot memory (memory_dev_init)
+    add_zone: str | None = None  # 2.6.x: the zone arch_add_memory put the block in (online uses it)
 
     @property
     def name(self) -> str:
@@ -144,22 +161,31 @@ class Hotplug:
     """The hot-plug interfaces of one booted kernel (``k.hotplug``)."""
 
     def __init__(self, k: Kernel) -> None:
+        from vmemmap.kmem import memory_block_size
+
         self.k = k
-        self.supported = k.era.boot_allocator == "memblock" and k.model_name.startswith("vmemmap") \
-            and hasattr(k.model, "sections")
-        self.block_size = k.memory_block_size
+        #: the era's [hotplug] rules (eras/*.toml) and how this model hot-adds: "sparse" (any SPARSEMEM
+        #: model: sections), "reserve" (2.6.21 DISCONTIGMEM), "no: why", "unmodelled: why"
+        self.rules: dict[str, Any] = dict(k.era.hotplug)
+        self.how: str = self.rules.get(k.model_name, "sparse")
+        self.supported = self.how == "sparse" and hasattr(k.model, "sections")
+        self.vmemmap = hasattr(k.model, "leaf_size")  # SPARSEMEM_VMEMMAP; else classic SPARSEMEM memmaps
+        # memory_block_size_bytes() by the era's rule (kmem.probe_memory_block_size, kernel-reference §5.2)
+        self.block_size = memory_block_size(k) if self.supported else 1 << k.era.section_size_bits
         self.pps = k.era.pages_per_section
         self.block_pages = self.block_size >> PAGE_SHIFT
         self.sections_per_block = max(1, self.block_pages // self.pps)
         self.blocks: dict[int, MemoryBlock] = {}
         self.resources: list[tuple[int, int]] = []  # hot-added System RAM [start, end), sorted
-        self.default_online_type = "offline"  # mhp_default_online_type (Debian 6.1: offline)
+        # mhp_default_online_type: the era's Debian default (6.1 offline, 6.12 online), then memhp_default_state=
+        self.default_online_type = k.era.memhp_default_online_type
         for arg in k.machine.cmdline.split():
             if arg.startswith("memhp_default_state=") and arg.split("=", 1)[1] in ONLINE_TYPES:
                 self.default_online_type = arg.split("=", 1)[1]
         self.messages: list[str] = []
         self.inject: dict[str, int] = {}  # notifier-error-inject: event -> errno (negative)
         self._roots_before: set[int] = set()
+        self.vmalloc_used: list[tuple[int, int]] = []  # vmalloc'd section memmaps (classic SPARSEMEM fallback)
         self.acpi_devices: dict[str, list[tuple[int, int]]] = {}  # ACPI memory devices: enabled (start, size)
         self.virtio_mem: dict[str, dict[str, Any]] = {}  # virtio-mem devices (SBM): region, node, plugged blocks
         if self.supported:
@@ -199,7 +225,7 @@ class Hotplug:
     def valid_zones(self, b: MemoryBlock) -> str:
         """``valid_zones_show``: an online block's zone (``none`` if NULL); an offline block's
         ``zone_for_pfn_range(MMOP_ONLINE)`` then the other zones ``print_allowed_zone`` accepts."""
-        if b.state == "online":
+        if b.state == "online" or not self.rules.get("valid_zones", True):
             return b.zone or "none"
         default = self.zone_for_pfn_range("online", b.nid, b.start_pfn, b.end_pfn)
         out = [default]
@@ -222,9 +248,11 @@ class Hotplug:
     def sysfs_lines(self) -> list[str]:
         """``/sys/devices/system/memory`` as the captures' MEMORY_BLOCKS block prints it."""
         out = [f"block_size_bytes {self.block_size:x}", f"auto_online_blocks {self.default_online_type}"]
+        vz = self.rules.get("valid_zones", True)
         for b in sorted(self.blocks.values(), key=lambda x: x.nr):
             out.append(f"{b.name} phys_index={b.nr:08x} state={b.state} online={int(b.state == 'online')} "
-                       f"removable=1 phys_device=0 valid_zones={self.valid_zones(b)} node=node{b.nid}")
+                       f"removable=1 phys_device=0 " + (f"valid_zones={self.valid_zones(b)} " if vz else "")
+                       + f"node=node{b.nid}")
         return out
 
     def to_json(self) -> list[dict[str, Any]]:
@@ -235,15 +263,39 @@ class Hotplug:
 
     # ------------------------------------------------------------------ public operations
     def _check_supported(self) -> None:
-        if not self.supported:
-            raise InputError(f"memory hotplug is modelled for 6.x SPARSEMEM_VMEMMAP only, not "
-                             f"{self.k.era.name} {self.k.model_name}")
+        """Refuse hot-plug where the era's kernel has none (``HotplugError``, -EINVAL: no memory sysfs, no
+        hot-add path) or where we do not model it (``InputError``)."""
+        if self.supported:
+            return
+        how, era, model = self.how, self.k.era.name, self.k.model_name
+        if how.startswith("no:"):
+            raise HotplugError("EINVAL", f"{era} {model}: no memory hotplug: {how[3:].strip()}")
+        if how.startswith("unmodelled:"):
+            raise InputError(f"{era} {model}: {how[11:].strip()}")
+        if how == "reserve":
+            return
+        raise InputError(f"memory hotplug needs a SPARSEMEM model, not {era} {model}")
+
+    def _era_rule(self, name: str, what: str) -> None:
+        """An operation the era's kernel lacks (``offline``/``remove`` false in the era's [hotplug])."""
+        if not self.rules.get(name, True):
+            why = {"offline": "remove_memory() returns -EINVAL without CONFIG_MEMORY_HOTREMOVE, which x86_64 "
+                              "cannot select in this era",
+                   "remove": "x86 has no arch_remove_memory before 3.9: hot-added sections stay"}[name]
+            raise HotplugError("EINVAL", f"{self.k.era.name}: {what}: {why}")
 
     def probe(self, addr: int) -> StepResult:
         """``probe_store`` (drivers/base/memory.c @ 6.1): the address must be aligned to
         ``MIN_MEMORY_BLOCK_SIZE * sections_per_block`` (-EINVAL), then
         ``__add_memory(memory_add_physaddr_to_nid(addr), addr, block size, MHP_NONE)``."""
         self._check_supported()
+        if self.how == "reserve":  # no drivers/base/memory.c without MEMORY_HOTPLUG_SPARSE
+            return self._fail(HotplugError("ENOENT", "DISCONTIGMEM: no /sys/devices/system/memory/probe "
+                                           "(memory sysfs needs MEMORY_HOTPLUG_SPARSE)"))
+        if self.rules.get("probe", "block") == "section":
+            # memory_probe_store (drivers/base/memory.c @ v2.6.24): no alignment check, one section:
+            # add_memory(nid, phys_addr, PAGES_PER_SECTION << PAGE_SHIFT)
+            return self.add_memory(self.memory_add_physaddr_to_nid(addr), addr, self.pps << PAGE_SHIFT)
         if addr < 0 or addr % self.block_size:
             return self._fail(HotplugError("EINVAL", f"probe {addr:#x}: not aligned to the memory block size "
                                            f"{self.block_size:#x}"))
@@ -267,14 +319,21 @@ class Hotplug:
         if online not in ONLINE_TYPES:
             raise InputError(f"online type {online!r}: one of {', '.join(ONLINE_TYPES)}")
         msgs: list[str] = []
+        if self.how == "reserve":
+            return self._reserve_add(nid, start, size)
         try:
             self._add_checks(nid, start, size, msgs)
             msgs += self._arch_add_memory(nid, start, size)
         except HotplugError as e:
             return self._fail(e, msgs)
-        # create_memory_block_devices: offline, on nid
+        # create_memory_block_devices (register_new_memory before 2.6.3x): offline, on nid
         for b in range(start // self.block_size, (start + size) // self.block_size):
             self.blocks[b] = MemoryBlock(b, b * self.block_pages, self.block_pages, nid, "offline", None)
+            if self.rules.get("zone_at") == "add":
+                # 2.6.x arch_add_memory: ZONE_NORMAL of the node; __add_zone → grow_zone_span,
+                # grow_pgdat_span, memmap_init_zone(MEMMAP_HOTPLUG) → set_page_links (mm/memory_hotplug.c @ v2.6.24)
+                self._move_pfn_range_to_zone(self.blocks[b], "Normal")
+                self.blocks[b].add_zone = "Normal"
         self.resources.append((start, start + size))
         self.resources.sort()
         spfn, epfn = start >> PAGE_SHIFT, (start + size) >> PAGE_SHIFT
@@ -295,6 +354,8 @@ class Hotplug:
         kind = KIND_ALIASES.get(kind, kind)
         if kind not in ONLINE_TYPES[1:]:
             raise InputError(f"online type {kind!r}: one of online, kernel, movable")
+        if kind not in self.rules.get("online_types", ONLINE_TYPES[1:]):
+            kind = "online"  # store_mem_state before 3.8: strncmp(buf, "online", 6) -- online_movable is online
         try:
             b = self.block(ref)
             if b.state == "online":  # device_online() returns 1 → state_store returns -EINVAL
@@ -302,7 +363,8 @@ class Hotplug:
         except HotplugError as e:
             return self._fail(e)
         k = self.k
-        zname = self.zone_for_pfn_range(kind, b.nid, b.start_pfn, b.end_pfn)
+        add_zone = self.rules.get("zone_at") == "add"
+        zname = (b.add_zone or "Normal") if add_zone else self.zone_for_pfn_range(kind, b.nid, b.start_pfn, b.end_pfn)
         err = self.inject.get("MEM_GOING_ONLINE", 0)
         if err:
             # memory_notify(MEM_GOING_ONLINE) failed: failed_addition → MEM_CANCEL_ONLINE,
@@ -311,14 +373,17 @@ class Hotplug:
             return self._fail(HotplugError(name, f"{b.name}: MEM_GOING_ONLINE notifier failed (injected)"),
                               [f"online_pages [mem {b.start_pfn << PAGE_SHIFT:#010x}-"
                                f"{(b.end_pfn << PAGE_SHIFT) - 1:#010x}] failed"])
-        z = self._move_pfn_range_to_zone(b, zname)
+        z = self._zone(b.nid, zname) if add_zone else self._move_pfn_range_to_zone(b, zname)
+        assert z is not None
         z.present_pages += b.nr_pages
         self._node_present(b.nid, b.nr_pages)
         self._zone_ranges_add(z, b.start_pfn, b.end_pfn)
         self._set_sections_online(b.start_pfn, b.end_pfn, True)
         if zname != "Movable":
             k.memblock.add_free(b.start_pfn << PAGE_SHIFT, b.end_pfn << PAGE_SHIFT, b.nid)
-        b.state, b.zone, b.online_type = "online", zname, kind
+        b.state, b.zone = "online", zname
+        if not add_zone:
+            b.online_type = kind
         self._sync_added(b)
         return StepResult(True, [])
 
@@ -327,6 +392,7 @@ class Hotplug:
         self._check_supported()
         k = self.k
         try:
+            self._era_rule("offline", f"offline {ref}")
             b = self.block(ref)
             if b.state != "online":
                 raise HotplugError("EINVAL", f"{b.name} is already offline")
@@ -370,6 +436,7 @@ class Hotplug:
         self._check_supported()
         end = start + size
         try:
+            self._era_rule("remove", f"remove [mem {start:#x}-{end - 1:#x}]")
             if size <= 0 or start % self.block_size or size % self.block_size:
                 raise HotplugError("EINVAL", f"remove [mem {start:#x}-{end - 1:#x}]: not aligned to the memory "
                                    f"block size {self.block_size:#x}")
@@ -415,6 +482,56 @@ class Hotplug:
             if epfn < a[1]:
                 kept.append((epfn, a[1]) + a[2:])
         self.k.added_memory[:] = kept
+        return StepResult(True, [])
+
+    def _reserve_add(self, nid: int, start: int, size: int) -> StepResult:
+        """2.6.21 DISCONTIGMEM with ``MEMORY_HOTPLUG_RESERVE``: ``add_memory`` → x86_64 ``arch_add_memory``
+        (``init_memory_mapping``, then the reserve ``__add_pages`` of arch/x86_64/mm/init.c @ v2.6.21):
+        the node's ``node_mem_map`` was sized at boot over the SRAT hot-add area (srat.c
+        ``reserve_hotadd``, :meth:`Discontigmem.init`), so adding memory is ``online_page()`` of every
+        ``pfn_valid`` pfn -- ``-EIO`` when none is -- and ``spanned_pages``/``present_pages`` of the node's
+        ZONE_NORMAL and of the node grow by the range.  No sections, no memory blocks, no remove."""
+        k = self.k
+        end = start + size
+        where = f"[mem {start:#x}-{end - 1:#x}]"
+        if size <= 0 or start % PAGE_SIZE or size % PAGE_SIZE:
+            return self._fail(HotplugError("EINVAL", f"add {where}: not page aligned"))
+        reserved = [(s, e) for n in k.machine.nodes if n.nid == nid for s, e in n.hotplug]
+        if not any(s <= start and end <= e for s, e in reserved):
+            return self._fail(HotplugError("EINVAL", f"DISCONTIGMEM add {where}: not inside a hot-add area "
+                                           f"reserved at boot on node {nid} (SRAT hot-pluggable range, "
+                                           f"MEMORY_HOTPLUG_RESERVE); machine {k.machine.name} has "
+                                           f"{'none' if not reserved else reserved}"))
+        if any(s < end and start < e for s, e in self.resources):
+            return self._fail(HotplugError("EEXIST", f"add {where}: overlaps memory added before"))
+        import numpy as np
+
+        spfn, epfn = start >> PAGE_SHIFT, end >> PAGE_SHIFT
+        valid = int(k.model.pfn_valid_array(np.arange(spfn, epfn, dtype=np.uint64)).sum())  # type: ignore[attr-defined]
+        if not valid:
+            return self._fail(HotplugError("EIO", f"add {where}: no pfn is valid (node_mem_map does not cover it)"))
+        self._directmap_add(start, end, nid)
+        z = self._zone(nid, "Normal")
+        if z is None:
+            from vmemmap.kernel import Zone
+
+            z = Zone(nid, k.era.zone_names.index("Normal"), "Normal", 0, 0, 0)
+            k.zones.append(z)
+            k.zones.sort(key=lambda x: (x.nid, x.idx))
+        # z->spanned_pages += total (the zone start stays: the kernel only counts), present += mem
+        if z.spanned_pages == 0:
+            z.start_pfn, z.end_pfn = spfn, epfn
+        else:
+            z.end_pfn += epfn - spfn
+        z.present_pages += valid
+        self._node_present(nid, valid)
+        from vmemmap.kernel import PGDAT_LAYOUT
+
+        span = k.nodes[nid].pgdat + PGDAT_LAYOUT[k.era.boot_allocator]["node_spanned_pages"]
+        k.mem.store(span, k.mem.peek(span, 8) + epfn - spfn)  # node_spanned_pages += total, as the kernel does
+        k.memblock.add_free(start, end, nid)  # online_page(): __free_page into the buddy allocator
+        self.resources.append((start, end))
+        self.resources.sort()
         return StepResult(True, [])
 
     # ------------------------------------------------------------------ device drivers
@@ -662,45 +779,122 @@ class Hotplug:
         v0, v1 = k.layout.vmemmap_base + pfn * sp, k.layout.vmemmap_base + end_pfn * sp
         new_usage = 0
         done: list[int] = []
+        usize = self._usage_size()
+        memmap_va = 0
         try:
-            # section_activate: ms->usage = kzalloc(mem_section_usage_size()) when missing
-            if not st.is_present(nr) or not st.usage_of(nr):
-                size = -(-era.usage_size // KMALLOC_ALIGN) * KMALLOC_ALIGN
-                new_usage = self.alloc(size, KMALLOC_ALIGN, nid, "mem_section_usage")
-            # populate_section_memmap → vmemmap_populate → vmemmap_populate_hugepages (node-local)
-            ls = m.leaf_size  # type: ignore[attr-defined]
-            for a, b in m._mapped.missing(v0 // ls, -(-v1 // ls)):  # type: ignore[attr-defined]
-                for idx in range(a, b):
-                    p = self.alloc(ls, ls, nid, "vmemmap block")
-                    k.tables.map(idx * ls, p, ls, ls, m.prot, nid)  # type: ignore[attr-defined]
-                    m._mapped.add(idx, idx + 1)  # type: ignore[attr-defined]
-                    done.append(idx)
-                    m._record(idx * ls, idx * ls + ls, p, nid)  # type: ignore[attr-defined]
-                    populated.append((idx * ls, p, nid))
+            # section_activate: ms->usage = kzalloc(mem_section_usage_size()) when missing (6.x);
+            # __kmalloc_section_usemap: kmalloc(usemap_size()) (2.6.24 .. 5.x); none in 2.6.21
+            if usize and (not st.is_present(nr) or not st.usage_of(nr)):
+                new_usage = self.alloc(usize, usize, nid, "mem_section_usage")
+            if not self.vmemmap:
+                memmap_va = self._kmalloc_section_memmap()
+            else:
+                # populate_section_memmap → vmemmap_populate → vmemmap_populate_hugepages (node-local)
+                ls = m.leaf_size  # type: ignore[attr-defined]
+                for a, b in m._mapped.missing(v0 // ls, -(-v1 // ls)):  # type: ignore[attr-defined]
+                    for idx in range(a, b):
+                        p = self.alloc(ls, ls, nid, "vmemmap block")
+                        k.tables.map(idx * ls, p, ls, ls, m.prot, nid)  # type: ignore[attr-defined]
+                        m._mapped.add(idx, idx + 1)  # type: ignore[attr-defined]
+                        done.append(idx)
+                        m._record(idx * ls, idx * ls + ls, p, nid)  # type: ignore[attr-defined]
+                        populated.append((idx * ls, p, nid))
         except BootError:
-            for idx in done:
-                self._vmemmap_free_leaf(idx)
-                populated.pop()
+            if self.vmemmap:
+                for idx in done:
+                    self._vmemmap_free_leaf(idx)
+                    populated.pop()
             if new_usage:
-                self._free(new_usage, new_usage + -(-era.usage_size // KMALLOC_ALIGN) * KMALLOC_ALIGN)
+                self._free(new_usage, new_usage + usize)
             raise
         if new_usage:
             st.write_usage(nr, new_usage + k.page_offset)
-        usage = st.usage_of(nr)
-        from vmemmap.models.sections import USAGE_SUBSECTION_MAP_OFFSET
+        if era.subsection_shift:
+            from vmemmap.models.sections import USAGE_SUBSECTION_MAP_OFFSET
 
-        sub = 1 << (era.subsection_shift - PAGE_SHIFT)
-        a, b = (pfn - nr * self.pps) // sub, (end_pfn - nr * self.pps - 1) // sub
-        bits = ((1 << (b - a + 1)) - 1) << a
-        old = k.mem.peek(usage + USAGE_SUBSECTION_MAP_OFFSET, 8)
-        k.mem.store(usage + USAGE_SUBSECTION_MAP_OFFSET, old | bits)  # fill_subsection_map
+            usage = st.usage_of(nr)
+            sub = 1 << (era.subsection_shift - PAGE_SHIFT)
+            a, b = (pfn - nr * self.pps) // sub, (end_pfn - nr * self.pps - 1) // sub
+            bits = ((1 << (b - a + 1)) - 1) << a
+            old = k.mem.peek(usage + USAGE_SUBSECTION_MAP_OFFSET, 8)
+            k.mem.store(usage + USAGE_SUBSECTION_MAP_OFFSET, old | bits)  # fill_subsection_map
         st.set_present(nr, True)  # __section_mark_present
-        memmap = k.layout.vmemmap_base + nr * self.pps * sp  # aligned to the section start
+        if self.vmemmap:
+            memmap = k.layout.vmemmap_base + nr * self.pps * sp  # aligned to the section start
+            v0 = memmap + (pfn - nr * self.pps) * sp
+        else:
+            memmap, v0 = memmap_va, memmap_va + (pfn - nr * self.pps) * sp
         word = k.mem.peek(st.section_addr_nocheck(nr), 8)
         word = (word & ~era.section_map_mask & 0xFFFF_FFFF_FFFF_FFFF) | st.encode_mem_map(memmap, nr)
         word |= era.section_flag("PRESENT") | era.section_flag("HAS_MEM_MAP")
         st.write_word(nr, word)  # sparse_init_one_section(ms, nr, memmap, usage, 0)
         m._add_piece(pfn, end_pfn, v0, nid)  # type: ignore[attr-defined]
+
+    def _usage_size(self) -> int:
+        """Bytes the slab hands out for a hot-added section's usage map: the era's kmalloc size class
+        (``usemap_kmalloc``; 0 when ``struct mem_section`` has no second word, 2.6.21)."""
+        if self.k.mem_section_size < 16:
+            return 0
+        return int(self.rules.get("usemap_kmalloc", -(-self.k.era.usage_size // KMALLOC_ALIGN) * KMALLOC_ALIGN))
+
+    def _kmalloc_section_memmap(self) -> int:
+        """Classic SPARSEMEM: ``kmalloc_section_memmap`` → ``__kmalloc_section_memmap(nr_pages)``
+        (mm/sparse.c @ v2.6.24 .. 4.x): ``alloc_pages(GFP_KERNEL | __GFP_NOWARN, get_order(memmap_size))``
+        -- a power-of-two block of the direct map, from the node of the CPU doing the add (``nid`` is not
+        passed: we take the first node, CPU 0's) -- else ``vmalloc(memmap_size)``: single pages anywhere,
+        mapped by 4 KiB PTEs in the vmalloc area.  Returns the memmap's kernel virtual address; there is
+        no vmemmap mapping (the section word's encoded pointer is the only way to it)."""
+        k = self.k
+        size = self.pps * k.era.struct_page_size
+        order_bytes = PAGE_SIZE << max(0, (-(-size // PAGE_SIZE) - 1).bit_length())  # get_order
+        try:
+            return self.alloc(order_bytes, order_bytes, min(k.nodes), "section memmap") + k.page_offset
+        except BootError:
+            return self._vmalloc(size)
+
+    def _vmalloc(self, size: int) -> int:
+        """``vmalloc(size)`` (mm/vmalloc.c): a free virtual range of the vmalloc area (first fit, one
+        guard page after it, ``get_vm_area``), then one page at a time (``__vmalloc_area_node``) mapped
+        with PAGE_KERNEL 4 KiB PTEs.  All or nothing: a failing page allocation undoes the others."""
+        from vmemmap.kernel import PAGE_KERNEL
+
+        k = self.k
+        region = next(r for r in k.layout.regions if r.name.startswith("vmalloc"))
+        npages = -(-size // PAGE_SIZE)
+        va = region.start
+        for s, e in sorted(self.vmalloc_used):
+            if va + (npages + 1) * PAGE_SIZE <= s:
+                break
+            va = max(va, e)
+        got: list[int] = []
+        try:
+            for _ in range(npages):
+                got.append(self.alloc(PAGE_SIZE, PAGE_SIZE, min(k.nodes), "vmalloc page"))
+        except BootError:
+            for p in got:
+                self._free(p, p + PAGE_SIZE)
+            raise
+        for i, p in enumerate(got):
+            k.tables.map(va + i * PAGE_SIZE, p, PAGE_SIZE, PAGE_SIZE, PAGE_KERNEL, min(k.nodes))
+        self.vmalloc_used.append((va, va + (npages + 1) * PAGE_SIZE))
+        return va
+
+    def _free_section_memmap(self, memmap_va: int) -> None:
+        """``__kfree_section_memmap``: ``vfree`` for a vmalloc'd memmap, else ``free_pages``."""
+        k = self.k
+        size = self.pps * k.era.struct_page_size
+        for s, e in self.vmalloc_used:
+            if s == memmap_va:
+                for i in range(-(-size // PAGE_SIZE)):
+                    w = k.tables.walk(s + i * PAGE_SIZE)
+                    assert w.phys is not None
+                    for t in k.tables.unmap(s + i * PAGE_SIZE, PAGE_SIZE):
+                        k.memblock.free(t, t + PAGE_SIZE)
+                    self._free(w.phys, w.phys + PAGE_SIZE)
+                self.vmalloc_used.remove((s, e))
+                return
+        order_bytes = PAGE_SIZE << max(0, (-(-size // PAGE_SIZE) - 1).bit_length())
+        self._free(memmap_va - k.page_offset, memmap_va - k.page_offset + order_bytes)
 
     def _sparse_index_init(self, nr: int, nid: int) -> None:
         """``sparse_index_init``: a root page from the run-time allocator (kzalloc_node) when missing."""
@@ -720,7 +914,7 @@ class Hotplug:
         from vmemmap.bootlog import BootFacts, PopulatedPmd, render_vmemmap_lines
 
         k = self.k
-        if not populated or k.model.leaf_size != PMD_SIZE:  # type: ignore[attr-defined]
+        if not populated or not self.vmemmap or k.model.leaf_size != PMD_SIZE:  # type: ignore[attr-defined]
             return []
         f = BootFacts(era=k.era, e820=(), e820_updates=(), max_pfn=k.max_pfn, max_arch_pfn=k.max_arch_pfn,
                       numa_nodes=(), node_data=(), zones=(), early_node_map=(), node_spans=(), holes=(),
@@ -747,25 +941,36 @@ class Hotplug:
         era, m = k.era, k.model
         st = m.sections  # type: ignore[attr-defined]
         nr = pfn // self.pps
-        usage = st.usage_of(nr)
-        sub = 1 << (era.subsection_shift - PAGE_SHIFT)
-        a, b = (pfn - nr * self.pps) // sub, (end_pfn - nr * self.pps - 1) // sub
-        bits = ((1 << (b - a + 1)) - 1) << a
-        cur = k.mem.peek(usage + USAGE_SUBSECTION_MAP_OFFSET, 8) if usage else 0
-        left = cur & ~bits  # clear_subsection_map
+        usage = st.usage_of(nr) if self._usage_size() else 0
+        if era.subsection_shift:
+            sub = 1 << (era.subsection_shift - PAGE_SHIFT)
+            a, b = (pfn - nr * self.pps) // sub, (end_pfn - nr * self.pps - 1) // sub
+            bits = ((1 << (b - a + 1)) - 1) << a
+            cur = k.mem.peek(usage + USAGE_SUBSECTION_MAP_OFFSET, 8) if usage else 0
+            left = cur & ~bits  # clear_subsection_map
+        else:
+            left = 0  # sparse_remove_one_section (before 5.3): always the whole section
         empty = left == 0
         word = st.read_word_nocheck(nr)
+        sp = era.struct_page_size
         if empty:
             word &= ~era.section_flag("HAS_MEM_MAP")
             st.write_word(nr, word)
-            # kfree(ms->usage) (not PageReserved: allocated at run time)
-            size = -(-era.usage_size // KMALLOC_ALIGN) * KMALLOC_ALIGN
-            self._free(usage - k.page_offset, usage - k.page_offset + size)
-            st.write_usage(nr, 0)
+            # kfree(ms->usage) / free_section_usemap (not PageReserved: allocated at run time)
+            if usage:
+                self._free(usage - k.page_offset, usage - k.page_offset + self._usage_size())
+                st.write_usage(nr, 0)
         else:
             k.mem.store(usage + USAGE_SUBSECTION_MAP_OFFSET, left)
+        if not self.vmemmap:
+            # __kfree_section_memmap(memmap): the decoded pointer plus the section's first pfn
+            memmap = ((word & era.section_map_mask) + nr * self.pps * sp) & 0xFFFF_FFFF_FFFF_FFFF
+            self._free_section_memmap(memmap)
+            st.write_word(nr, 0)
+            st.set_present(nr, False)
+            _remove_pieces(m, pfn, end_pfn)
+            return
         # depopulate_section_memmap → vmemmap_free(start, end): the leaves that only this range used
-        sp = era.struct_page_size
         ls = m.leaf_size  # type: ignore[attr-defined]
         v0, v1 = k.layout.vmemmap_base + pfn * sp, k.layout.vmemmap_base + end_pfn * sp
         for idx in range(v0 // ls, -(-v1 // ls)):
@@ -865,7 +1070,9 @@ class Hotplug:
     def _shrink_zone_span(self, z: Zone, start_pfn: int, end_pfn: int) -> None:
         """``shrink_zone_span`` (mm/memory_hotplug.c @ 6.1): only an edge moves, to the nearest
         sub-section (PAGES_PER_SUBSECTION steps) still online in the zone; an emptied zone spans nothing."""
-        sub = 1 << (self.k.era.subsection_shift - PAGE_SHIFT)
+        era = self.k.era
+        # PAGES_PER_SUBSECTION steps (5.3+), PAGES_PER_SECTION before
+        sub = 1 << (era.subsection_shift - PAGE_SHIFT) if era.subsection_shift else self.pps
         rs = self._zone_ranges(z)
         if z.start_pfn == start_pfn:
             # find_smallest_section_pfn(nid, zone, end_pfn, zone_end_pfn(zone))
@@ -916,6 +1123,8 @@ class Hotplug:
     def _set_sections_online(self, start_pfn: int, end_pfn: int, online: bool) -> None:
         """``online_mem_sections`` / ``offline_mem_sections``: SECTION_IS_ONLINE of each section."""
         st = self.k.model.sections  # type: ignore[attr-defined]
+        if "ONLINE" not in self.k.era.section_flags:
+            return  # SECTION_IS_ONLINE arrived in 4.13
         flag = self.k.era.section_flag("ONLINE")
         for nr in range(start_pfn // self.pps, -(-end_pfn // self.pps)):
             if not st.is_present(nr):
@@ -1072,7 +1281,6 @@ def run_step(k: Kernel, step: Step) -> StepResult:
 
 def run_script(k: Kernel, steps: list[Step]) -> dict[str, Any]:
     """Run ``steps``; every step's messages, error and the blocks after it (the ``--json`` states)."""
-    k.hotplug._check_supported()
     out_steps = []
     failed = 0
     for st in steps:
@@ -1104,8 +1312,18 @@ def kernel_state(k: Kernel) -> dict[str, Any]:
         h.update(np.asarray(t.mem.table(p >> 12)).tobytes())
     st = k.model.sections  # type: ignore[attr-defined]
     nrs = [int(x) for x in st.present_array()]
-    words = st.words_array(np.asarray(nrs, dtype=np.int64)).tolist() if nrs else []
-    secs = [(nr, int(w), st.usage_of(nr), st.subsection_map(nr)) for nr, w in zip(nrs, words)]
+    arr = np.asarray(nrs, dtype=np.int64)
+    words = st.words_array(arr).tolist() if nrs else []
+    usages = np.zeros(len(nrs), dtype=np.uint64)
+    subs = np.zeros(len(nrs), dtype=np.uint64)
+    if nrs and k.mem_section_size >= 16:  # a second word (usemap / usage) exists
+        usages = k.mem.peek_u64_array(st.addrs_array(arr) + np.uint64(8))
+        have = usages != 0
+        if k.era.subsection_shift and have.any():
+            from vmemmap.models.sections import USAGE_SUBSECTION_MAP_OFFSET
+
+            subs[have] = k.mem.peek_u64_array(usages[have] + np.uint64(USAGE_SUBSECTION_MAP_OFFSET))
+    secs = list(zip(nrs, words, usages.tolist(), subs.tolist()))
     roots = sorted(st.roots.items())
     root_words = [k.mem.peek(st.root_array + 8 * r, 8) for r, _ in roots]
     return {

@@ -122,11 +122,12 @@ class Node:
 
 #: struct pglist_data: offsets of the fields memory models read. Only their cache lines matter for
 #: costs; they are estimates from the structure's member order (node_zones[], node_zonelists[] first),
-#: not read from a build (UNVERIFIED). The 6.1 size is the capture's NODE_DATA allocation (0x2b000).
+#: not read from a build (UNVERIFIED). The structure's size is era data (``Era.pgdat_size``: the
+#: captures' NODE_DATA allocations), as is how ``alloc_node_data`` rounds it (``Era.node_data_roundup``).
 PGDAT_LAYOUT: dict[str, dict[str, int]] = {
-    "bootmem": {"size": 0x2000, "node_mem_map": 0x1a40, "node_start_pfn": 0x1a50,
+    "bootmem": {"node_mem_map": 0x1a40, "node_start_pfn": 0x1a50,
                 "node_present_pages": 0x1a58, "node_spanned_pages": 0x1a60, "node_id": 0x1a68},
-    "memblock": {"size": 0x2b000, "node_mem_map": 0x29e78, "node_start_pfn": 0x29e80,
+    "memblock": {"node_mem_map": 0x29e78, "node_start_pfn": 0x29e80,
                  "node_present_pages": 0x29e88, "node_spanned_pages": 0x29e90, "node_id": 0x29e98},
 }
 
@@ -640,15 +641,19 @@ def _node_ranges(machine: Machine, usable: list[tuple[int, int]], numa: bool) ->
 
 
 def _setup_nodes(k: Kernel, node_map: dict[int, list[tuple[int, int]]]) -> None:
-    """``alloc_node_data`` / ``setup_node_bootmem``: one pglist_data per node, on the node."""
+    """``alloc_node_data`` / ``setup_node_bootmem``: one pglist_data per node, on the node.
+
+    The size is ``roundup(sizeof(pg_data_t), era.node_data_roundup)``: PAGE_SIZE up to 6.1
+    (arch/x86/mm/numa.c), SMP_CACHE_BYTES in 6.12 (mm/numa.c), which is why 6.12's NODE_DATA is not
+    page aligned (captures-6.12: ``NODE_DATA(0) allocated [mem 0x7da37680-0x7da61fff]``)."""
     lay = PGDAT_LAYOUT[k.era.boot_allocator]
     for nid, ranges in node_map.items():
         pr = [(s >> PAGE_SHIFT, e >> PAGE_SHIFT) for s, e in ranges]
         start, end = pr[0][0], pr[-1][1]
         node = Node(nid=nid, ranges=pr, start_pfn=start, end_pfn=end)
-        size = _align_up(lay["size"], PAGE_SIZE)
-        # 6.x alloc_node_data(): memblock_alloc_try_nid(size, SMP_CACHE_BYTES, ...) top-down on the node;
-        # 2.6.2x setup_node_bootmem(): an e820 area found in the node, page aligned
+        size = _align_up(k.era.pgdat_size, k.era.node_data_roundup)
+        # 6.x alloc_node_data(): memblock_phys_alloc_try_nid(size, SMP_CACHE_BYTES, nid) top-down on the
+        # node; 2.6.2x setup_node_bootmem(): an e820 area found in the node, page aligned
         pa = k.memblock.alloc(size, 64 if k.era.boot_allocator == "memblock" else PAGE_SIZE, nid,
                               f"NODE_DATA({nid})")
         node.pgdat_phys = (pa, pa + size)

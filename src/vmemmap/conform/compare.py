@@ -1,7 +1,9 @@
 """``vmemmap conform``: boot the captured machine and compare every fact of a snapshot (DESIGN.md contract 8).
 
 The machine is rebuilt from the capture itself (:func:`vmemmap.machine.capture.parse_capture_text`: e820,
-SRAT, command line, the QEMU ``-cpu``) and booted in era ``6.1`` with the capture's settings:
+SRAT, command line, the QEMU ``-cpu``) and booted in the era of the captured kernel (:func:`capture_era`:
+the ``Linux version`` line, else the capture's ``# kernel:`` / ``# package:`` header; 6.1.x → ``6.1``,
+6.12.x → ``6.12``, any other release → the nearest era, with a note) with the capture's settings:
 
 * ``nokaslr`` on the command line: the published layout; otherwise KASLR with the bases the capture's
   KCORE block read (``page_offset_base``, ``vmalloc_base``, ``vmemmap_base``), taken as given;
@@ -14,6 +16,7 @@ Hot-plug captures are replayed step by step (:mod:`vmemmap.conform.replay`) and 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +30,44 @@ from vmemmap.conform.capture import (
 )
 from vmemmap.conform.facts import CATEGORIES, expected_facts, expected_structure, got_facts
 
-ERA = "6.1"
+_HEADER_RELEASE = {
+    # "# kernel: flavour=cloud612 file=vmlinuz-6.12.117+deb12-cloud-amd64"
+    "# kernel:": re.compile(r"vmlinuz-(\S+)"),
+    # "# package: linux-image-6.1.0-56-cloud-amd64 6.1.192-2 (from ...)"
+    "# package:": re.compile(r"linux-image-(\S+)"),
+}
+
+
+def capture_release(cap: Capture) -> tuple[str, str]:
+    """The captured kernel's release and where it was read: ``uname -a`` / the ``Linux version`` line,
+    else the capture tool's ``# kernel:`` or ``# package:`` header line (line 2)."""
+    if cap.kernel != "unknown":
+        return cap.kernel, "Linux version"
+    for ln in cap.text.splitlines()[1:4]:
+        for head, rx in _HEADER_RELEASE.items():
+            if ln.startswith(head):
+                m = rx.search(ln)
+                if m:
+                    return m.group(1), head.strip("# :") + " header"
+    return "unknown", "nothing"
+
+
+def capture_era(cap: Capture) -> tuple[str, list[str]]:
+    """The era that models the captured kernel (:func:`vmemmap.eras.era_for_release`) and notes: one
+    naming the nearest era when the release has no era of its own, one when the header line names a
+    kernel of another era than the boot log."""
+    from vmemmap.eras import era_for_release
+
+    release, where = capture_release(cap)
+    era, note = era_for_release(release)
+    notes = [f"era {era}: {note} (release from the {where})"] if note else []
+    for ln in cap.text.splitlines()[1:4]:
+        for head, rx in _HEADER_RELEASE.items():
+            m = rx.search(ln) if ln.startswith(head) else None
+            if m and era_for_release(m.group(1))[0] != era:
+                notes.append(f"the capture's '{head}' line names {m.group(1)}, another era than the "
+                             f"{where} ({release}): era {era} used")
+    return era, notes
 
 
 def boot_options(cap: Capture, machine):  # noqa: ANN001, ANN201
@@ -52,13 +92,19 @@ def boot_options(cap: Capture, machine):  # noqa: ANN001, ANN201
     )
 
 
-def online_type(cap: Capture) -> str:
-    """``memhp_default_state=`` of the command line, else Debian 6.1's default ``offline``
-    (CONFIG_MEMORY_HOTPLUG_DEFAULT_ONLINE is not set; mm/memory_hotplug.c ``mhp_default_online_type``)."""
+def online_type(cap: Capture, era: str | None = None) -> str:
+    """How hot-added memory is onlined (``mhp_default_online_type``, mm/memory_hotplug.c):
+    ``memhp_default_state=`` of the command line, else the era's default
+    (``Era.memhp_default_online_type``: Debian 6.1 ``offline`` — CONFIG_MEMORY_HOTPLUG_DEFAULT_ONLINE not
+    set; Debian 6.12 ``online`` — MHP_DEFAULT_ONLINE_TYPE_ONLINE_AUTO=y, ZONE_NORMAL through
+    ``default_zone_for_pfn``)."""
+    from vmemmap.eras import load_era
+    from vmemmap.kernel import ONLINE_TYPES
+
     for arg in cap.cmdline.split():
-        if arg.startswith("memhp_default_state="):
+        if arg.startswith("memhp_default_state=") and arg.split("=", 1)[1] in ONLINE_TYPES:
             return arg.split("=", 1)[1]
-    return "offline"
+    return load_era(era or capture_era(cap)[0]).memhp_default_online_type
 
 
 def boot_hot_adds(cap: Capture, machine) -> list[tuple[int, int, int]]:  # noqa: ANN001
@@ -108,15 +154,20 @@ def boot_capture(cap: Capture, replay: bool = False):  # noqa: ANN201
     from vmemmap.machine.capture import parse_capture_text
 
     machine = parse_capture_text(cap.text, cap.path, cap.name)
-    k = boot(machine, ERA, "vmemmap", boot_options(cap, machine))
+    era, _ = capture_era(cap)
+    k = boot(machine, era, "vmemmap", boot_options(cap, machine))
     rp = Replay(cap, k)
+    # the auto-online decision of add_memory (mhp_default_online_type): the command line, else the era's
+    # default -- set before the devices present at boot are added
+    online = online_type(cap, era)
+    k.hotplug.default_online_type = online
     rp.boot()
     for s, e, nid in boot_hot_adds(cap, machine):
         if any(a < e and s < b for a, b in k.hotplug.resources):
             continue  # added by a device's driver above
-        add_memory(k, s, e - s, nid, online_type(cap))
+        add_memory(k, s, e - s, nid, online)
         rp.notes.append(f"memory hot-added during boot: [mem {s:#x}-{e - 1:#x}] on node {nid}, "
-                        f"{online_type(cap)} (memhp_default_state; found in /proc/iomem only)")
+                        f"{online} (memhp_default_state / the era's default; found in /proc/iomem only)")
     return (k, rp) if replay else k
 
 
@@ -139,6 +190,7 @@ def conform(path: str | Path) -> dict[str, Any]:
     later snapshot is compared after replaying the host's and the guest's actions that precede it
     (:class:`vmemmap.conform.replay.Replay`), and every device-level step adds ``hotplug`` facts."""
     cap = load_capture(path)
+    era, era_notes = capture_era(cap)
     k, rp = boot_capture(cap, replay=True)
     notes: list[str] = []
     facts: list[dict[str, Any]] = []
@@ -168,13 +220,13 @@ def conform(path: str | Path) -> dict[str, Any]:
             notes.append(f"snapshot {snap.index}: directmap: {undone} large page(s) split by set_memory_*() "
                          f"(mixed permissions) counted at the model's page size")
         facts += _compare(exp.facts, got, snap.index)
-    notes = rp.notes + notes
+    notes = era_notes + rp.notes + notes
     if cap.kaslr:
         notes.append("KASLR boot: page_offset_base/vmalloc_base/vmemmap_base taken from the capture's KCORE")
     res = {
         "capture": cap.name,
-        "kernel": cap.kernel,
-        "era": ERA,
+        "kernel": capture_release(cap)[0],
+        "era": era,
         "machine": k.machine.name,
         "notes": notes,
         "facts": facts,

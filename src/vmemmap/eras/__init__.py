@@ -93,7 +93,14 @@ class Era:
     phys_base_variable: bool  # __pa() of kernel-image addresses adds the phys_base variable (2.6.22+)
     physical_start: int  # CONFIG_PHYSICAL_START: where the kernel image is loaded
     kernel_image_bytes: int  # size of the image in RAM (text+data+bss) we reserve at boot
+    pgdat_size: int  # sizeof(pg_data_t) of the era's (Debian) config: what alloc_node_data() rounds up
+    node_data_roundup: int  # alloc_node_data(): nd_size = roundup(sizeof(pg_data_t), this)
+    # --- memory hotplug (kernel-reference §5) ---------------------------------------------------------
+    memhp_default_online_type: str  # mhp_default_online_type without memhp_default_state= (auto_online_blocks)
     sources: dict[str, str] = field(default_factory=dict)
+    # the era TOML's [hotplug] table: probe granularity, online types, zone choice, offline/remove,
+    # usemap size class, memmap_on_memory scope, and how FLATMEM/DISCONTIGMEM hot-add (vmemmap.hotplug)
+    hotplug: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     # --- derived ------------------------------------------------------------------------------------
     def max_physmem_bits(self, la57: bool = False) -> int:
@@ -189,10 +196,12 @@ def load_era(name: str) -> Era:
         )
         for m, r in d.pop("models").items()
     }
+    hotplug = d.pop("hotplug", {})
     ints = {
         "max_physmem_bits_l4", "physical_mask_shift", "section_size_bits", "struct_page_size",
         "mem_section_size", "section_map_last_bit", "section_nid_shift", "usage_size", "nodes_shift",
         "zones_width", "max_dma_address", "early_pgt_buf_pages", "vmemmap_leaf_prot", "physical_start", "kernel_image_bytes",
+        "pgdat_size", "node_data_roundup",
     }
     kw: dict[str, Any] = {}
     for k, v in d.items():
@@ -205,4 +214,60 @@ def load_era(name: str) -> Era:
         else:
             kw[k] = v
     kw["models"] = models
+    kw["hotplug"] = hotplug
     return Era(**kw)
+
+
+# ---------------------------------------------------------------------- which era is this kernel?
+
+#: last minor release of each closed major series, to place a release on one line (2.6 counts by its
+#: third number): 2.6.0-2.6.39, 3.0-3.19, 4.0-4.20, 5.0-5.19, then 6.x
+_LAST_MINOR = {3: 19, 4: 20, 5: 19}
+
+
+def parse_release(text: str) -> tuple[int, ...] | None:
+    """The version numbers at the start of a kernel release or package version:
+    ``6.12.117+deb12-cloud-amd64`` → (6, 12, 117); ``6.1.0-56-cloud-amd64`` → (6, 1, 0); ``2.6.24-1`` → (2, 6, 24)."""
+    import re
+
+    m = re.match(r"\s*(\d+)\.(\d+)(?:\.(\d+))?", text)
+    if not m:
+        return None
+    return tuple(int(g) for g in m.groups() if g is not None)
+
+
+def _ordinal(v: tuple[int, ...]) -> int:
+    """A release's position on one line of kernel releases (2.6.N → N; 3.0 → 40; ...)."""
+    if v[:2] == (2, 6):
+        return v[2] if len(v) > 2 else 0
+    if v[0] < 3:
+        return 0
+    pos = 40  # 3.0 follows 2.6.39
+    for major in range(3, v[0]):
+        pos += _LAST_MINOR.get(major, 19) + 1
+    return pos + v[1]
+
+
+def _series(v: tuple[int, ...]) -> tuple[int, ...]:
+    """The release series an era is named after: (2, 6, N) for 2.6.x, else (major, minor)."""
+    return v[:3] if v[:2] == (2, 6) else v[:2]
+
+
+def era_for_release(release: str) -> tuple[str, str | None]:
+    """The era modelling a kernel release: ``(name, note)``.
+
+    A release of an era's series (6.1.x → ``6.1``, 6.12.x → ``6.12``) maps to it and ``note`` is None;
+    any other release gets the nearest era on the release line (ties: the older era) and a note naming
+    the era used; so does a text with no version at all (the newest era)."""
+    names = era_names()
+    v = parse_release(release)
+    if v is None:
+        return names[-1], (f"kernel release {release!r} not understood: modelled with era {names[-1]} "
+                           f"(the newest era)")
+    for name in names:
+        if "-" not in name and _series(_version_key(name)) == _series(v):
+            return name, None
+    pos = _ordinal(v)
+    best = min(names, key=lambda n: (abs(_ordinal(_version_key(n)) - pos), _ordinal(_version_key(n))))
+    return best, (f"kernel {release} has no era of its own: modelled with the nearest era, {best} "
+                  f"(eras: {', '.join(names)})")

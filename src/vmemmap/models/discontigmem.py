@@ -63,8 +63,8 @@ def populate_memnodemap(nodes: list[tuple[int, int, int]], shift: int, size: int
 class Discontigmem(MemoryModel):
     name = "discontigmem"
     config = "CONFIG_DISCONTIGMEM"
-    supports_hotplug = False
-    hotplug_note = "only with MEMORY_HOTPLUG_RESERVE: pre-sized node_mem_map for pre-reserved ranges"
+    supports_hotplug = True
+    hotplug_note = "2.6.21 only with MEMORY_HOTPLUG_RESERVE: pre-sized node_mem_map for pre-reserved ranges"
 
     def init(self) -> None:
         from vmemmap.kernel import MAX_ORDER_NR_PAGES, PGDAT_LAYOUT
@@ -72,6 +72,21 @@ class Discontigmem(MemoryModel):
         k = self.k
         lay = PGDAT_LAYOUT[k.era.boot_allocator]
         self.lay = lay
+        end_pfn = k.max_pfn
+        if k.era.hotplug.get("discontigmem") == "reserve":
+            # MEMORY_HOTPLUG_RESERVE (arch/x86_64/mm/srat.c @ v2.6.21 reserve_hotadd): a node's SRAT
+            # hot-pluggable range joins the node's span, so node_mem_map below is sized over it, and
+            # update_end_of_memory() raises end_pfn (num_physpages) to its end; the pages stay absent
+            # until hot-add onlines them (vmemmap.hotplug.Hotplug._reserve_add)
+            for mn in k.machine.nodes:
+                n = k.nodes.get(mn.nid)
+                if n is None or not mn.hotplug:
+                    continue
+                for s, e in mn.hotplug:
+                    n.start_pfn, n.end_pfn = min(n.start_pfn, s >> 12), max(n.end_pfn, e >> 12)
+                    end_pfn = max(end_pfn, e >> 12)
+                k.mem.store(n.pgdat + lay["node_start_pfn"], n.start_pfn)
+                k.mem.store(n.pgdat + lay["node_spanned_pages"], n.spanned_pages)
         spans = [(n.nid, n.start_pfn << 12, n.end_pfn << 12) for n in k.nodes.values()]
         shift, size = compute_hash_shift([(s, e) for _, s, e in spans])
         m = populate_memnodemap(spans, shift, size)
@@ -90,7 +105,7 @@ class Discontigmem(MemoryModel):
             chunk = bytes(m[off : off + 8])
             k.mem.store(mapp + off, int.from_bytes(chunk, "little"), len(chunk))
         self.shift, self.mapsize, self.map_va = shift, size, mapp
-        k.mem.store(k.sym("num_physpages"), k.max_pfn)
+        k.mem.store(k.sym("num_physpages"), end_pfn)
 
         self._pieces: list[MemmapPiece] = []
         self.node_mem_map: dict[int, int] = {}

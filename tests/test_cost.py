@@ -1,0 +1,252 @@
+"""The cost instrument (issue 5): CPU presets, traces, the scalar and bulk simulators, `vmemmap cost`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from vmemmap.cli import main
+from vmemmap.cost.cpu import cpu_names, load_cpu, parse_cpu
+from vmemmap.cost.run import contract_json, cost
+from vmemmap.cost.sim import F_CYC, F_DMISS, F_L1, F_L2, F_PSC, F_WALK, F_WMISS, BulkState, simulate, simulate_scalar
+from vmemmap.cost.trace import KIND_LOAD, KIND_STRUCT_PAGE, Trace
+from vmemmap.cost.workloads import WORKLOADS, build_trace, make_ops, scalar_trace
+from vmemmap.eras import load_era
+from vmemmap.errors import InputError
+from vmemmap.kernel import boot
+from vmemmap.machine import load_machine
+
+REQUIRED_CPUS = {"k8", "core2", "nehalem", "skylake", "icelake", "zen2", "zen4"}
+
+
+def tiny_cpu(**over: object) -> dict:
+    """A CPU with tiny structures (lots of misses, evictions, PSC and smash activity)."""
+    d = {
+        "name": "tiny", "clock": {"ghz": 1.0, "source": "test"},
+        "tlb": [
+            {"level": 1, "page_sizes": ["4k"], "entries": 4, "ways": 2, "source": "test"},
+            {"level": 1, "page_sizes": ["2m", "1g"], "entries": 2, "ways": 2, "source": "test"},
+            {"level": 2, "page_sizes": ["4k", "2m"], "entries": 8, "ways": 2, "smash_1g": True, "source": "test"},
+        ],
+        "tlb_latency": {"l2_hit": 3, "source": "test"},
+        "psc": [
+            {"name": "pde", "levels": ["pd"], "entries": 2, "ways": 2, "source": "test"},
+            {"name": "upper", "levels": ["pdpt", "pml4"], "entries": 2, "ways": 1, "source": "test"},
+        ],
+        "cache": [
+            {"name": "L1D", "size": 512, "ways": 2, "line": 64, "latency": 4, "source": "test"},
+            {"name": "L2", "size": 2048, "ways": 4, "line": 64, "latency": 10, "source": "test"},
+            {"name": "LLC", "size": 8192, "ways": 8, "line": 64, "latency": 30, "source": "test"},
+        ],
+        "dram": {"cycles": 0, "ns": 100, "source": "test"},
+    }
+    d.update(over)
+    return d
+
+
+@pytest.fixture(scope="module")
+def k4k():
+    return boot(load_machine("qemu-2g"), "2.6.21-seed", "vmemmap-4k")
+
+
+@pytest.fixture(scope="module")
+def pool(k4k) -> np.ndarray:
+    """Mapped addresses of every kind: 4 KiB memmap pages, the 2 MiB direct map, kernel variables."""
+    ops = make_ops(k4k, "virt_to_page-slab", 40, 5)
+    mm = k4k.model.pfn_to_page_array(ops.pfns)
+    syms = np.array(sorted(k4k.symbols.values()), dtype=np.uint64)
+    unmapped = np.array([k4k.layout.vmalloc_start], dtype=np.uint64)     # faults: skipped by both
+    return np.concatenate([mm, mm + np.uint64(4096), ops.args, syms, unmapped])
+
+
+# ---------------------------------------------------------------------- presets
+
+def test_presets_load_and_cite_sources() -> None:
+    assert REQUIRED_CPUS <= set(cpu_names())
+    for name in cpu_names():
+        c = load_cpu(name)
+        assert c.tlbs and c.caches and c.dram_cycles > c.caches[-1].latency
+        assert all(t.source for t in c.tlbs) and all(x.source for x in c.caches)
+        assert {1, 2} <= {t.level for t in c.tlbs}
+    assert load_cpu("opteron").name == "k8"
+    with pytest.raises(InputError):
+        load_cpu("pentium-pro")
+    bad = tiny_cpu()
+    del bad["tlb"][0]["source"]
+    with pytest.raises(InputError, match="no source"):
+        parse_cpu(bad, "test")
+
+
+# ---------------------------------------------------------------------- hand-worked example
+
+def test_hand_worked_two_entry_lru(k4k) -> None:
+    """2-entry fully associative L1 DTLB, no L2 TLB entries, no PSC, one large cache.
+
+    Pages A, B, C are consecutive 4 KiB pages of the base-page vmemmap (their PTEs share one
+    64-byte line). Sequence A B A C B (one access per op, no dependencies):
+
+    * TLB (LRU, 2 entries): A miss, B miss, A hit, C miss (evicts B), B miss (evicts A):
+      4 misses, 4 walks of 4 references (pgd, pud, pmd, pte) = 16 walk references.
+    * cache (big enough never to evict): the first walk misses its 4 entry lines, later walks hit
+      them; data lines A, B, C miss once each: 7 misses.
+    * cycles (l2_hit 2, L1D 4, DRAM 100): A 2+4*100+100 = 502; B 2+4*4+100 = 118; A 4;
+      C 2+16+100 = 118; B 2+16+4 = 22; total 764.
+    """
+    cpu = parse_cpu(tiny_cpu(
+        tlb=[{"level": 1, "page_sizes": ["4k"], "entries": 2, "ways": 2, "source": "t"},
+             {"level": 2, "page_sizes": ["1g"], "entries": 1, "ways": 1, "source": "t"}],
+        tlb_latency={"l2_hit": 2, "source": "t"}, psc=[],
+        cache=[{"name": "L1D", "size": "1M", "ways": 16, "line": 64, "latency": 4, "source": "t"}],
+        dram={"cycles": 100, "ns": 0, "source": "t"}), "test")
+    base = k4k.layout.vmemmap_base + 8 * 4096     # PTE index 8: A, B, C's PTEs in one line
+    a, b, c = base, base + 4096, base + 8192
+    assert k4k.tables.walk(a).page_size == 4096
+    v = np.array([a, b, a, c, b], dtype=np.uint64)
+    z = np.zeros(5, dtype=np.uint8)
+    tr = Trace(v, z + KIND_STRUCT_PAGE, z, z.astype(np.uint32), z + 1)
+    for out in (simulate_scalar(cpu, k4k.tables, tr), simulate(BulkState.new(cpu, k4k.tables), tr, per_op=True)):
+        assert out[:, F_L1].tolist() == [1, 1, 0, 1, 1]
+        assert out[:, F_L2].tolist() == [1, 1, 0, 1, 1]
+        assert out[:, F_WALK].tolist() == [4, 4, 0, 4, 4]
+        assert out[:, F_WMISS].tolist() == [4, 0, 0, 0, 0]
+        assert out[:, F_DMISS].tolist() == [1, 1, 0, 1, 0]
+        assert out[:, F_CYC].tolist() == [502, 118, 4, 118, 22]
+
+
+def test_dependent_accesses_chain_their_latency(k4k) -> None:
+    """Two accesses in one op, the second depending on the first: the op costs the sum, not the max."""
+    cpu = parse_cpu(tiny_cpu(), "test")
+    v = np.array([k4k.sym("mem_map"), k4k.layout.page_offset], dtype=np.uint64)
+    kind = np.array([KIND_LOAD, KIND_STRUCT_PAGE], dtype=np.uint8)
+    pos = np.array([0, 1], dtype=np.uint8)
+    indep = simulate_scalar(cpu, k4k.tables, Trace(v, kind, pos, np.array([0, 0], np.uint32), pos + 1))
+    chained = simulate_scalar(cpu, k4k.tables, Trace(v, kind, pos, np.array([0, 1], np.uint32), pos + 1))
+    assert chained[0, F_CYC] > indep[0, F_CYC] > 0
+
+
+# ---------------------------------------------------------------------- scalar == bulk
+
+@st.composite
+def traces(draw, n_pool: int) -> tuple[list[int], list[int], list[int]]:
+    ops = draw(st.lists(st.integers(1, 4), min_size=1, max_size=40))
+    idx, pos, dep = [], [], []
+    for length in ops:
+        for p in range(length):
+            idx.append(draw(st.integers(0, n_pool - 1)))
+            pos.append(p)
+            dep.append(draw(st.integers(0, (1 << p) - 1)) if p else 0)
+    return idx, pos, dep
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_scalar_equals_bulk_on_random_traces(k4k, pool, data) -> None:
+    idx, pos, dep = data.draw(traces(len(pool)))
+    v = pool[np.array(idx)]
+    p = np.array(pos, dtype=np.uint8)
+    tr = Trace(v, np.ones(len(v), np.uint8), p, np.array(dep, dtype=np.uint32), p + 1)
+    cpu = parse_cpu(tiny_cpu(), "test")
+    st_ = BulkState.new(cpu, k4k.tables)
+    half = tr.head(max(1, tr.n_ops // 2))
+    rest = Trace(*(getattr(tr, f)[half.n:] for f in ("vaddr", "kind", "pos", "dep", "depth")))
+    bulk = np.vstack([simulate(st_, half, per_op=True), simulate(st_, rest, per_op=True)])   # state carries over
+    assert np.array_equal(bulk, simulate_scalar(cpu, k4k.tables, tr))
+
+
+@pytest.mark.parametrize("cpu_name", sorted(REQUIRED_CPUS))
+def test_scalar_equals_bulk_every_preset(cpu_name: str) -> None:
+    k = boot(load_machine("opteron-2007"), "2.6.21-seed", "discontigmem")
+    tr = build_trace(k, make_ops(k, "pfn_to_page-random", 400, 3))
+    cpu = load_cpu(cpu_name)
+    bulk = simulate(BulkState.new(cpu, k.tables), tr, per_op=True)
+    assert np.array_equal(bulk, simulate_scalar(cpu, k.tables, tr))
+    assert bulk[:, F_WALK].sum() > 0 and bulk[:, 15].sum() == 0
+
+
+def test_psc_skips_upper_levels(k4k) -> None:
+    """The second walk of a page next door hits the PDE cache and reads only the PTE."""
+    cpu = parse_cpu(tiny_cpu(tlb=[{"level": 1, "page_sizes": ["4k"], "entries": 1, "ways": 1, "source": "t"},
+                                  {"level": 2, "page_sizes": ["1g"], "entries": 1, "ways": 1, "source": "t"}]),
+                    "test")
+    a = k4k.layout.vmemmap_base
+    v = np.array([a, a + 4096], dtype=np.uint64)
+    z = np.zeros(2, np.uint8)
+    out = simulate_scalar(cpu, k4k.tables, Trace(v, z + 1, z, z.astype(np.uint32), z + 1))
+    assert out[:, F_WALK].tolist() == [4, 1] and out[:, F_PSC].tolist() == [0, 1]
+
+
+# ---------------------------------------------------------------------- traces
+
+@pytest.mark.parametrize("machine,era,models", [
+    ("opteron-2007", "2.6.21-seed", ["discontigmem", "sparsemem", "sparsemem-extreme", "vmemmap"]),
+    ("qemu-2g", "2.6.24", ["flatmem", "vmemmap-4k"]),
+    ("qemu-2g", "6.1", ["vmemmap"]),
+])
+def test_bulk_trace_equals_scalar_trace(machine: str, era: str, models: list[str]) -> None:
+    for model in models:
+        k = boot(load_machine(machine), era, model)
+        for wl in WORKLOADS:
+            ops = make_ops(k, wl, 150, 11)
+            assert build_trace(k, ops).head(150).equals(scalar_trace(k, ops)), (model, wl)
+
+
+def test_depths_follow_the_code() -> None:
+    """FLATMEM: mem_map then the struct page (depth 2); the seed's vmemmap: a constant (depth 1);
+    6.1's vmemmap_base: a load again (depth 2)."""
+    m = load_machine("qemu-2g")
+    for era, model, loads, depth in (("2.6.21-seed", "flatmem", 1, 2), ("2.6.21-seed", "vmemmap", 0, 1),
+                                      ("6.1", "vmemmap", 1, 2), ("2.6.24", "sparsemem-extreme", 2, 3)):
+        k = boot(m, era, model)
+        tr = scalar_trace(k, make_ops(k, "pfn_to_page-random", 5, 1))
+        first = tr.head(1)
+        assert int(np.count_nonzero(first.kind == KIND_LOAD)) == loads, (era, model)
+        assert int(first.depth.max()) == depth, (era, model)
+
+
+def test_buddy_workloads_are_not_faked() -> None:
+    k = boot(load_machine("qemu-2g"), "2.6.24", "vmemmap")
+    with pytest.raises(InputError, match="not built yet"):
+        make_ops(k, "buddy-order-4", 10, 1)
+
+
+# ---------------------------------------------------------------------- cost()
+
+def test_constant_vmemmap_loads_less_than_flatmem() -> None:
+    res = cost(load_machine("qemu-2g"), load_era("2.6.21-seed"), load_cpu("k8"), "pfn_to_page-random", 2000, 1,
+               ["flatmem", "vmemmap"])
+    by = {r["model"]: r for r in res["results"]}
+    assert by["vmemmap"]["loads_per_op"] < by["flatmem"]["loads_per_op"]
+    assert by["vmemmap"]["_detail"]["depth_max"] < by["flatmem"]["_detail"]["depth_max"]
+
+
+def test_deterministic_for_a_seed() -> None:
+    args = (load_machine("qemu-numa2"), load_era("2.6.24"), load_cpu("skylake"), "virt_to_page-slab", 3000)
+    a, b, c = (contract_json(cost(*args, seed)) for seed in (7, 7, 8))
+    assert a == b and a != c
+
+
+def test_cli_json_shape() -> None:
+    r = CliRunner().invoke(main, ["cost", "for_each_page", "-m", "qemu-2g", "--era", "2.6.21-seed", "--cpu", "zen4",
+                                  "--ops", "500", "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    assert set(d) == {"workload", "cpu", "machine", "results"}
+    assert (d["workload"], d["cpu"], d["machine"]) == ("for_each_page", "zen4", "qemu-2g")
+    assert [x["model"] for x in d["results"]] == ["flatmem", "discontigmem", "sparsemem", "sparsemem-extreme",
+                                                   "vmemmap", "vmemmap-4k"]
+    for x in d["results"]:
+        assert set(x) == {"model", "ops", "loads_per_op", "tlb_misses_per_op", "walk_refs_per_op",
+                          "cache_misses_per_op", "cycles_per_op"}
+        assert x["ops"] == 500 and x["cycles_per_op"] > 0
+
+
+def test_cli_errors() -> None:
+    r = CliRunner().invoke(main, ["cost", "buddy-order-3", "-m", "qemu-2g", "--ops", "10"])
+    assert r.exit_code == 2 and "vmemmap: error:" in r.output
+    r = CliRunner().invoke(main, ["cost", "for_each_page", "-m", "qemu-2g", "--cpu", "486"])
+    assert r.exit_code == 2 and "unknown CPU" in r.output
