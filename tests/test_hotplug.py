@@ -28,6 +28,9 @@ M = 1 << 20
 G = 1 << 30
 BLOCK = 128 * M
 CAPTURES = Path(__file__).resolve().parents[2] / "shared" / "oracle" / "captures"
+#: the one vmemmap line dimm-hot.log prints for its 1 GiB DIMM (copied so the test runs without shared/)
+DIMM_HOT_PMD_LINE = ("[    3.988992]  [ffffea0004000000-ffffea0004ffffff] PMD -> "
+                     "[ffff888005800000-ffff8880067fffff] on node 0")
 
 
 def qemu(name: str = "qemu-2g"):  # noqa: ANN201
@@ -82,7 +85,9 @@ def test_dimm_hot128_add_matches_capture() -> None:
 def test_dimm_hot_1g_one_coalesced_pmd_line() -> None:
     """dimm-hot.log prints one coalesced line for the 1 GiB DIMM's eight PMDs: our allocator stand-in
     hands out ascending contiguous blocks as the buddy allocator does."""
-    want = [ln for ln in (CAPTURES / "dimm-hot.log").read_text().splitlines() if "] PMD -> [" in ln]
+    want = [DIMM_HOT_PMD_LINE]
+    if (CAPTURES / "dimm-hot.log").exists():
+        assert want == [ln for ln in (CAPTURES / "dimm-hot.log").read_text().splitlines() if "] PMD -> [" in ln]
     k = qemu()
     r = k.hotplug.add_memory(0, 4 * G, G)
     assert r.ok and len(r.messages) == 1 == len(want)
@@ -115,7 +120,8 @@ def test_unaligned_message_is_the_kernels() -> None:
     k = qemu()
     r = k.hotplug.add_memory(0, 4 * G, 64 * M)
     want = "Block size [0x8000000] unaligned hotplug range: start 0x100000000, size 0x4000000"
-    assert want in (CAPTURES / "dimm-64M-unaligned.log").read_text()
+    if (CAPTURES / "dimm-64M-unaligned.log").exists():  # the kernel's own words (shared/oracle)
+        assert want in (CAPTURES / "dimm-64M-unaligned.log").read_text()
     assert r.messages == [want]
 
 
