@@ -28,11 +28,11 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 CAPTURES = sorted((SHARED / "oracle" / "captures").glob("*.log")) if SHARED.is_dir() else []
 CAPTURES_612 = SHARED / "oracle" / "captures-6.12"
 # the 6.12 captures (Debian 6.12.117 cloud kernel) that agree on every fact of every snapshot, with the
-# snapshots that yield facts; dimm-hot-mom (memmap_on_memory per block) is checked on its boot snapshot
-# only until memmap_on_memory is modelled (issue 7)
+# snapshots that yield facts (dimm-hot-mom: memmap_on_memory per block, tests/test_memmap_on_memory.py)
 AGREE_612 = {
     "base-2G": [0],
     "dimm-cold-auto": [0, 1, 2],
+    "dimm-hot-mom": [0, 2, 3, 4, 5, 6, 8, 9],
 }
 
 # categories every capture must show (all captures have every block conform reads); hot-plug captures

@@ -40,6 +40,20 @@ drivers/base/memory.c at v6.1 (kernel-reference.md §5; §4.2 for the populate h
   Mode (drivers/virtio/virtio_mem.c @ 6.1: whole memory blocks plugged upwards with
   ``add_memory_driver_managed``, unplugged from the top with ``offline_and_remove_memory``).
 
+**memmap_on_memory** (kernel-reference §4.5; ``memory_hotplug.memmap_on_memory=`` on ``k.machine.cmdline``,
+:meth:`Hotplug._memmap_on_memory_param`): an add with ``MHP_MEMMAP_ON_MEMORY`` (the ACPI memory driver;
+``probe`` and virtio-mem pass MHP_NONE) takes each block's vmemmap PMDs from a :class:`Altmap` over the
+block's own first pages (``altmap_alloc_block_buf``, no fallback), when
+:meth:`Hotplug.mhp_supports_memmap_on_memory` holds.  Scope by era (``[hotplug] memmap_on_memory``):
+6.1 ``single-block`` -- only an add of exactly one memory block (``mhp_supports_memmap_on_memory(size)``);
+6.12 ``per-block`` -- ``create_altmaps_and_memory_blocks``, one ``kmemdup``'d altmap per block.  Online
+(``memory_block_online``: ``mhp_init_memmap_on_memory``, ``online_pages`` of the rest,
+``adjust_present_page_count``) puts the memmap pages in the zone's span and present pages but never in the
+page allocator; offline (``memory_block_offline``: ``offline_pages`` of the rest, then
+``mhp_deinit_memmap_on_memory``) leaves them allocated in the altmap; remove (6.12
+``remove_memory_blocks_and_altmaps``, 6.1 ``try_remove_memory`` with ``mhp_altmap.alloc =
+nr_vmemmap_pages``) gives them back with ``vmem_altmap_free`` and frees the altmap.
+
 **Eras and models** (the era TOML's ``[hotplug]`` table, read into ``Hotplug.rules``; no version tests
 in code): ``probe`` adds one section per write in 2.6.2x (``add_memory(nid, addr, PAGES_PER_SECTION <<
 PAGE_SHIFT)``, drivers/base/memory.c @ v2.6.24) and a whole aligned block from 4.x; the block size is
@@ -106,6 +120,8 @@ PAGE_SIZE = 1 << PAGE_SHIFT
 PMD_SIZE = 1 << 21
 SZ_16M = 16 << 20
 SZ_4G = 4 << 30
+PAGEBLOCK_NR_PAGES = 1 << 9  # x86_64: pageblock_order = HUGETLB_PAGE_ORDER (PMD_SHIFT - PAGE_SHIFT)
+VMEM_ALTMAP_KMALLOC = 64  # kmemdup(sizeof(struct vmem_altmap)) = 7 longs + a bool = 64 bytes (kmalloc-64)
 KMALLOC_ALIGN = 64  # kzalloc(sizeof(struct mem_section_usage)) of 6.1 (56 bytes) comes from kmalloc-64
 
 #: the MMOP_* online types (drivers/base/memory.c @ 6.1 ``online_type_to_str``) and the script's short names
@@ -138,6 +154,9 @@ class MemoryBlock:
     online_type: str = "offline"  # mem->online_type last requested
     early: bool = False  # boot memory (memory_dev_init)
     add_zone: str | None = None  # 2.6.x: the zone arch_add_memory put the block in (online uses it)
+    #: memmap_on_memory: pages at the block's start holding its own memmap (6.1 ``mem->nr_vmemmap_pages`` =
+    #: ``mhp_altmap.alloc``; 6.12 ``mem->altmap->free``); 0 when the memmap came from the page allocator
+    nr_vmemmap_pages: int = 0
 
     @property
     def name(self) -> str:
@@ -155,6 +174,55 @@ class StepResult:
     ok: bool
     messages: list[str] = field(default_factory=list)
     error: HotplugError | None = None
+
+
+@dataclass
+class Altmap:
+    """``struct vmem_altmap`` (include/linux/memremap.h @ 6.1/6.12; kernel-reference §4.5): pfns of the
+    hot-added range itself that back its vmemmap (memmap_on_memory).  ``kmalloc`` is the physical address of
+    the struct when it was ``kmemdup``'d (6.12 ``create_altmaps_and_memory_blocks``; 0: on the stack, 6.1)."""
+
+    base_pfn: int
+    end_pfn: int
+    free: int
+    reserve: int = 0
+    alloc: int = 0
+    align: int = 0
+    kmalloc: int = 0
+
+    def alloc_block_buf(self, size: int) -> int | None:
+        """``altmap_alloc_block_buf`` (mm/sparse-vmemmap.c): whole pages from ``base_pfn + reserve + alloc +
+        align`` aligned to the request's lowest set bit; ``None`` past ``free``.  Returns a physical address."""
+        if size % PAGE_SIZE:
+            return None
+        pfn = self.base_pfn + self.reserve + self.alloc + self.align  # vmem_altmap_next_pfn
+        nr_pfns = size >> PAGE_SHIFT
+        nr_align = nr_pfns & -nr_pfns  # 1UL << find_first_bit(&nr_pfns, BITS_PER_LONG)
+        nr_align = -(-pfn // nr_align) * nr_align - pfn
+        if nr_pfns + nr_align > self.free - self.alloc - self.align:  # vmem_altmap_nr_free
+            return None
+        self.alloc += nr_pfns
+        self.align += nr_align
+        return (pfn + nr_align) << PAGE_SHIFT
+
+    def free_pages(self, nr_pfns: int) -> None:
+        """``vmem_altmap_free``: the pages go back to the altmap, not to the page allocator."""
+        self.alloc -= nr_pfns
+
+
+def _kstrtobool(text: str | None) -> bool | None:
+    """``kstrtobool`` (lib/kstrtox.c @ 6.x): the first character decides (y/t/1/e true, n/f/0/d false,
+    "on"/"off"); anything else is -EINVAL (``None``)."""
+    if not text:
+        return None
+    c = text[0]
+    if c in "yYtT1eE":
+        return True
+    if c in "nNfF0dD":
+        return False
+    if c in "oO" and len(text) > 1:
+        return {"n": True, "f": False}.get(text[1].lower())
+    return None
 
 
 class Hotplug:
@@ -187,9 +255,76 @@ class Hotplug:
         self._roots_before: set[int] = set()
         self.vmalloc_used: list[tuple[int, int]] = []  # vmalloc'd section memmaps (classic SPARSEMEM fallback)
         self.acpi_devices: dict[str, list[tuple[int, int]]] = {}  # ACPI memory devices: enabled (start, size)
+        # memmap_on_memory: the era's scope ("none", "single-block" 6.1, "per-block" 6.12), the boot
+        # parameter's mode ("disable", "enable", "force") and each memory block's altmap (mem->altmap)
+        self.mom_scope: str = str(self.rules.get("memmap_on_memory", "none")) if self.vmemmap else "none"
+        self.memmap_mode: str = self._memmap_on_memory_param()
+        self.altmaps: dict[int, Altmap] = {}
         self.virtio_mem: dict[str, dict[str, Any]] = {}  # virtio-mem devices (SBM): region, node, plugged blocks
         if self.supported:
             self._boot_blocks()
+
+    # ------------------------------------------------------------------ memmap_on_memory
+    def _memmap_on_memory_param(self) -> str:
+        """``memory_hotplug.memmap_on_memory=`` from the command line (the last one wins; mode 0444, fixed
+        after boot).  6.1: ``module_param(memmap_on_memory, bool, 0444)`` -- ``param_set_bool``, a bare
+        parameter is true, ``force`` is ``kstrtobool`` 'f', false.  6.12 (era ``memmap_on_memory_force``):
+        ``set_memmap_mode`` -- ``force``/``FORCE`` is MEMMAP_ON_MEMORY_FORCE, else ``kstrtobool``; a bare
+        parameter is refused (the ops have no KERNEL_PARAM_OPS_FL_NOARG).  A value the parser refuses
+        leaves the default, disabled.  Without CONFIG_MHP_MEMMAP_ON_MEMORY (the era's scope "none", or
+        classic SPARSEMEM) the mode is always "disable"."""
+        mode = "disable"
+        if self.mom_scope == "none":
+            return mode
+        force_ok = bool(self.rules.get("memmap_on_memory_force", False))
+        for arg in self.k.machine.cmdline.split():
+            name, eq, val = arg.partition("=")
+            if name.replace("-", "_") != "memory_hotplug.memmap_on_memory":
+                continue
+            value: str | None = val if eq else None
+            if force_ok:
+                if value in ("force", "FORCE"):
+                    mode = "force"
+                    continue
+            elif value is None:
+                value = "1"  # param_set_bool: no value means "1"
+            b = _kstrtobool(value)
+            if b is not None:
+                mode = "enable" if b else "disable"
+        return mode
+
+    def memmap_on_memory_pages(self) -> int:
+        """``memory_block_memmap_on_memory_pages`` (6.12): PFN_UP of the block's memmap size
+        (``memory_block_memmap_size`` = block pages x sizeof(struct page)), padded to whole pageblocks in
+        force mode."""
+        pages = -(-self.block_pages * self.k.era.struct_page_size // PAGE_SIZE)
+        if self.memmap_mode == "force":
+            pb = PAGEBLOCK_NR_PAGES
+            pages = -(-pages // pb) * pb
+        return pages
+
+    def mhp_supports_memmap_on_memory(self, size: int | None = None) -> bool:
+        """``mhp_supports_memmap_on_memory`` (mm/memory_hotplug.c).
+
+        6.1 (``(size)``): the feature on, ``size == memory_block_size_bytes()``, the memmap of ``size``
+        (pages x sizeof(struct page)) PMD-aligned and the remaining size pageblock-aligned.
+        6.12 (``(void)``, per memory block): the feature on, the block's memmap size page-aligned, its
+        pages (force: padded) pageblock-aligned, not the whole block, and ``arch_supports_memmap_on_memory``
+        (generic: the memmap size a multiple of PMD_SIZE)."""
+        if self.mom_scope == "none" or self.memmap_mode == "disable":
+            return False
+        sp = self.k.era.struct_page_size
+        pb_bytes = PAGEBLOCK_NR_PAGES << PAGE_SHIFT
+        if self.mom_scope == "single-block":
+            size = self.block_size if size is None else size
+            vmemmap_size = (size // PAGE_SIZE) * sp
+            return (size == self.block_size and vmemmap_size % PMD_SIZE == 0
+                    and (size - vmemmap_size) % pb_bytes == 0)
+        vmemmap_size = self.block_pages * sp
+        pages = self.memmap_on_memory_pages()
+        if vmemmap_size % PAGE_SIZE or pages % PAGEBLOCK_NR_PAGES or pages == self.block_pages:
+            return False
+        return vmemmap_size % PMD_SIZE == 0
 
     # ------------------------------------------------------------------ blocks
     def _boot_blocks(self) -> None:
@@ -311,9 +446,19 @@ class Hotplug:
                     return n.nid if n.nid in self.k.nodes else min(self.k.nodes)
         return min(self.k.nodes)
 
-    def add_memory(self, nid: int, start: int, size: int, online: str | None = None) -> StepResult:
-        """``add_memory(nid, start, size)`` (mm/memory_hotplug.c @ 6.1); ``online`` overrides
-        ``memhp_default_state`` for the auto-online that follows."""
+    def add_memory(self, nid: int, start: int, size: int, online: str | None = None,
+                   memmap_on_memory: bool = False) -> StepResult:
+        """``add_memory(nid, start, size, mhp_flags)`` (mm/memory_hotplug.c @ 6.1); ``online`` overrides
+        ``memhp_default_state`` for the auto-online that follows; ``memmap_on_memory`` is the caller's
+        ``MHP_MEMMAP_ON_MEMORY`` flag (the ACPI driver sets it, ``probe`` and virtio-mem pass MHP_NONE).
+
+        With the flag, ``add_memory_resource`` places each block's memmap in the block itself
+        (``vmem_altmap``): 6.1 (scope "single-block") refuses with -EINVAL unless
+        :meth:`mhp_supports_memmap_on_memory` holds for ``size`` (``mhp_altmap.free = PHYS_PFN(size)``,
+        ``create_memory_block_devices(start, size, mhp_altmap.alloc, group)``); 6.12 (scope "per-block")
+        uses ``create_altmaps_and_memory_blocks`` when it holds -- per memory block a ``kmemdup``'d altmap
+        of ``memory_block_memmap_on_memory_pages()`` pages, ``arch_add_memory`` of that block, its block
+        device -- and falls back to the page allocator otherwise."""
         self._check_supported()
         online = self.default_online_type if online is None else online
         if online not in ONLINE_TYPES:
@@ -321,14 +466,28 @@ class Hotplug:
         msgs: list[str] = []
         if self.how == "reserve":
             return self._reserve_add(nid, start, size)
+        nv: dict[int, int] = {}  # block -> nr_vmemmap_pages
         try:
             self._add_checks(nid, start, size, msgs)
-            msgs += self._arch_add_memory(nid, start, size)
+            if memmap_on_memory and self.mom_scope == "single-block":
+                if not self.mhp_supports_memmap_on_memory(size):
+                    raise HotplugError("EINVAL", f"add [mem {start:#x}-{start + size - 1:#x}]: MHP_MEMMAP_ON_MEMORY "
+                                       f"but mhp_supports_memmap_on_memory() is false")
+                am = Altmap(start >> PAGE_SHIFT, (start + size - 1) >> PAGE_SHIFT, size >> PAGE_SHIFT)
+                msgs += self._arch_add_memory(nid, start, size, am)
+                for b in range(start // self.block_size, (start + size) // self.block_size):
+                    nv[b] = am.alloc
+                    self.altmaps[b] = am
+            elif memmap_on_memory and self.mom_scope == "per-block" and self.mhp_supports_memmap_on_memory():
+                msgs += self._create_altmaps_and_memory_blocks(nid, start, size, nv)
+            else:
+                msgs += self._arch_add_memory(nid, start, size)
         except HotplugError as e:
             return self._fail(e, msgs)
         # create_memory_block_devices (register_new_memory before 2.6.3x): offline, on nid
         for b in range(start // self.block_size, (start + size) // self.block_size):
-            self.blocks[b] = MemoryBlock(b, b * self.block_pages, self.block_pages, nid, "offline", None)
+            self.blocks[b] = MemoryBlock(b, b * self.block_pages, self.block_pages, nid, "offline", None,
+                                         nr_vmemmap_pages=nv.get(b, 0))
             if self.rules.get("zone_at") == "add":
                 # 2.6.x arch_add_memory: ZONE_NORMAL of the node; __add_zone → grow_zone_span,
                 # grow_pgdat_span, memmap_init_zone(MEMMAP_HOTPLUG) → set_page_links (mm/memory_hotplug.c @ v2.6.24)
@@ -365,13 +524,19 @@ class Hotplug:
         k = self.k
         add_zone = self.rules.get("zone_at") == "add"
         zname = (b.add_zone or "Normal") if add_zone else self.zone_for_pfn_range(kind, b.nid, b.start_pfn, b.end_pfn)
+        # memmap_on_memory (memory_block_online, drivers/base/memory.c @ 6.1/6.12): the block's first
+        # nr_vmemmap_pages hold its memmap: mhp_init_memmap_on_memory moves them to the zone
+        # (move_pfn_range_to_zone, MIGRATE_UNMOVABLE, never freed to the buddy), online_pages(start_pfn +
+        # nr_vmemmap_pages, nr_pages - nr_vmemmap_pages) onlines the rest, then adjust_present_page_count(
+        # +nr_vmemmap_pages): zone span and present pages cover the whole block, the allocator only the rest
+        nv = b.nr_vmemmap_pages
         err = self.inject.get("MEM_GOING_ONLINE", 0)
         if err:
             # memory_notify(MEM_GOING_ONLINE) failed: failed_addition → MEM_CANCEL_ONLINE,
-            # remove_pfn_range_from_zone; the block stays offline
+            # remove_pfn_range_from_zone (and mhp_deinit_memmap_on_memory); the block stays offline
             name = _errno.errorcode.get(-err, "EIO")
             return self._fail(HotplugError(name, f"{b.name}: MEM_GOING_ONLINE notifier failed (injected)"),
-                              [f"online_pages [mem {b.start_pfn << PAGE_SHIFT:#010x}-"
+                              [f"online_pages [mem {(b.start_pfn + nv) << PAGE_SHIFT:#010x}-"
                                f"{(b.end_pfn << PAGE_SHIFT) - 1:#010x}] failed"])
         z = self._zone(b.nid, zname) if add_zone else self._move_pfn_range_to_zone(b, zname)
         assert z is not None
@@ -380,7 +545,7 @@ class Hotplug:
         self._zone_ranges_add(z, b.start_pfn, b.end_pfn)
         self._set_sections_online(b.start_pfn, b.end_pfn, True)
         if zname != "Movable":
-            k.memblock.add_free(b.start_pfn << PAGE_SHIFT, b.end_pfn << PAGE_SHIFT, b.nid)
+            k.memblock.add_free((b.start_pfn + nv) << PAGE_SHIFT, b.end_pfn << PAGE_SHIFT, b.nid)
         b.state, b.zone = "online", zname
         if not add_zone:
             b.online_type = kind
@@ -400,7 +565,12 @@ class Hotplug:
                 raise HotplugError("EINVAL", f"{b.name} spans several zones (valid_zones none)")
         except HotplugError as e:
             return self._fail(e)
-        lo, hi = b.start_pfn << PAGE_SHIFT, b.end_pfn << PAGE_SHIFT
+        # memory_block_offline: adjust_present_page_count(-nr_vmemmap_pages), offline_pages(start_pfn +
+        # nr_vmemmap_pages, nr_pages - nr_vmemmap_pages) -- the memmap pages are not isolated nor migrated
+        # (they hold the block's own struct pages) -- then mhp_deinit_memmap_on_memory:
+        # remove_pfn_range_from_zone of the memmap pages.  They stay allocated in the altmap until remove.
+        nv = b.nr_vmemmap_pages
+        lo, hi = (b.start_pfn + nv) << PAGE_SHIFT, b.end_pfn << PAGE_SHIFT
         fail = f"memory offlining [mem {lo:#010x}-{hi - 1:#010x}] failed due to "
         if b.early:
             ram = sum(max(0, min(e, b.end_pfn) - max(s, b.start_pfn)) for s, e, _ in k.ram_pfn_ranges())
@@ -427,7 +597,7 @@ class Hotplug:
         self._update_pgdat_span(b.nid)
         b.state, b.zone = "offline", None
         self._sync_added(b)
-        msgs = [f"Offlined Pages {b.nr_pages}"]
+        msgs = [f"Offlined Pages {b.nr_pages - nv}"]
         self.messages += msgs
         return StepResult(True, msgs)
 
@@ -452,14 +622,31 @@ class Hotplug:
             for nr in nrs:
                 if self.blocks[nr].state == "online":  # check_memblock_offlined_cb
                     raise HotplugError("EBUSY", f"memory{nr} is online: offline it first")
+            if (self.mom_scope == "single-block" and self.memmap_mode != "disable"
+                    and any(self.blocks[nr].nr_vmemmap_pages for nr in nrs) and size != self.block_size):
+                # try_remove_memory @ 6.1: memory added with MHP_MEMMAP_ON_MEMORY is removed only in the
+                # granularity it was added, one memory block
+                raise HotplugError("EINVAL", f"Refuse to remove {start:#x} - {end:#x},wrong granularity")
         except HotplugError as e:
             msgs = []
             if e.name == "EBUSY":
                 msgs = [f"removing memory fails, because memory [{start:#018x}-{end - 1:#018x}] is onlined"]
+            elif e.reason.startswith("Refuse to remove"):
+                msgs = [e.reason]
             return self._fail(e, msgs)
-        for nr in nrs:  # remove_memory_block_devices
-            del self.blocks[nr]
-        self._arch_remove_memory(start, end)
+        if any(nr in self.altmaps for nr in nrs):
+            # 6.12 remove_memory_blocks_and_altmaps (6.1: one block, mhp_altmap.alloc = nr_vmemmap_pages):
+            # block by block, remove_memory_block_devices then arch_remove_memory with the block's altmap
+            for nr in nrs:
+                del self.blocks[nr]
+                if nr in self.altmaps:
+                    self._remove_block_with_altmap(nr)
+                else:
+                    self._arch_remove_memory(nr * self.block_size, (nr + 1) * self.block_size)
+        else:
+            for nr in nrs:  # remove_memory_block_devices
+                del self.blocks[nr]
+            self._arch_remove_memory(start, end)
         # release_mem_region_adjustable
         out = []
         for s, e in self.resources:
@@ -551,8 +738,15 @@ class Hotplug:
         nid = node if node is not None and node >= 0 else self.memory_add_physaddr_to_nid(ranges[0][0])
         res = StepResult(True)
         enabled: list[tuple[int, int]] = []
+        mom = False  # mhp_flags, declared once for all ranges
         for start, size in ranges:
-            r = self.add_memory(nid, start, size)
+            # 6.1: "if (mhp_supports_memmap_on_memory(info->length)) mhp_flags |= MHP_MEMMAP_ON_MEMORY"
+            # (the flag then stays set for later ranges); 6.12: MHP_MEMMAP_ON_MEMORY always, and
+            # add_memory_resource decides (mhp_supports_memmap_on_memory())
+            if self.mom_scope == "per-block" or (self.mom_scope == "single-block"
+                                                 and self.mhp_supports_memmap_on_memory(size)):
+                mom = True
+            r = self.add_memory(nid, start, size, memmap_on_memory=mom)
             res.messages += r.messages
             if r.error is not None and r.error.name != "EEXIST":
                 continue
@@ -707,8 +901,66 @@ class Hotplug:
         self.k.memblock.free(start, end)
         self.k.phys.discard(start, end)
 
-    def _arch_add_memory(self, nid: int, start: int, size: int) -> list[str]:
-        """x86 ``arch_add_memory``: ``init_memory_mapping`` then ``add_pages``; undone entirely on -ENOMEM."""
+    def _create_altmaps_and_memory_blocks(self, nid: int, start: int, size: int, nv: dict[int, int]) -> list[str]:
+        """``create_altmaps_and_memory_blocks`` (mm/memory_hotplug.c @ 6.12): for each memory block an altmap
+        ``{base_pfn, end_pfn, free = memory_block_memmap_on_memory_pages()}`` (``kmemdup``, GFP_KERNEL), then
+        ``arch_add_memory(nid, block, memblock_size, params)`` -- so each block's memmap lands in its own
+        first pages -- and the block device with that altmap.  A failure removes the blocks added so far
+        (``remove_memory_blocks_and_altmaps``); the whole add is undone, as for one range."""
+        k = self.k
+        st = k.model.sections  # type: ignore[attr-defined]
+        roots_before = set(st.roots)
+        max_pfn_before = k.max_pfn
+        msgs: list[str] = []
+        done: list[int] = []
+        for cur in range(start, start + size, self.block_size):
+            b = cur // self.block_size
+            try:
+                kma = self.alloc(VMEM_ALTMAP_KMALLOC, VMEM_ALTMAP_KMALLOC, nid, "vmem_altmap")
+            except BootError as e:
+                err = HotplugError("ENOMEM", f"add [mem {cur:#x}-{cur + self.block_size - 1:#x}]: {e}")
+            else:
+                am = Altmap(cur >> PAGE_SHIFT, (cur + self.block_size - 1) >> PAGE_SHIFT,
+                            self.memmap_on_memory_pages(), kmalloc=kma)
+                try:
+                    msgs += self._arch_add_memory(nid, cur, self.block_size, am)
+                except HotplugError as e:
+                    self._free(kma, kma + VMEM_ALTMAP_KMALLOC)
+                    err = e
+                else:
+                    self.altmaps[b] = am
+                    nv[b] = am.free  # memory_block_online/offline: nr_vmemmap_pages = mem->altmap->free
+                    done.append(b)
+                    continue
+            for d in done:  # remove_memory_blocks_and_altmaps(start, cur_start - start)
+                self._remove_block_with_altmap(d)
+            for r in set(st.roots) - roots_before:
+                va = st.roots.pop(r)
+                k.mem.store(st.root_array + 8 * r, 0)
+                self._free(va - k.page_offset, va - k.page_offset + st.per_root * st.ms_size)
+            if k.max_pfn != max_pfn_before:
+                k.max_pfn = max_pfn_before
+                for name in ("max_pfn", "max_low_pfn"):
+                    if name in k.symbols:
+                        k.mem.store(k.symbols[name], max_pfn_before)
+            raise err
+        return msgs
+
+    def _remove_block_with_altmap(self, nr: int) -> None:
+        """One block of ``remove_memory_blocks_and_altmaps`` (6.12): ``arch_remove_memory(cur_start,
+        memblock_size, altmap)`` -- its vmemmap PMDs go back to the altmap (``free_hugepage_table`` →
+        ``vmem_altmap_free``), not to the page allocator -- then ``WARN(altmap->alloc, "Altmap not fully
+        unmapped")`` and ``kfree(altmap)``."""
+        am = self.altmaps.pop(nr)
+        cur = nr * self.block_size
+        self._arch_remove_memory(cur, cur + self.block_size, am)
+        assert am.alloc == 0, f"memory{nr}: Altmap not fully unmapped"
+        if am.kmalloc:
+            self._free(am.kmalloc, am.kmalloc + VMEM_ALTMAP_KMALLOC)
+
+    def _arch_add_memory(self, nid: int, start: int, size: int, altmap: Altmap | None = None) -> list[str]:
+        """x86 ``arch_add_memory``: ``init_memory_mapping`` then ``add_pages``; undone entirely on -ENOMEM.
+        With ``altmap`` the vmemmap PMDs come from it (memmap_on_memory)."""
         k = self.k
         end = start + size
         spfn, epfn = start >> PAGE_SHIFT, end >> PAGE_SHIFT
@@ -721,13 +973,13 @@ class Hotplug:
             self._directmap_add(start, end, nid)
             while pfn < epfn:
                 cur = min(epfn, (pfn // self.pps + 1) * self.pps)
-                self._sparse_add_section(nid, pfn, cur, populated)
+                self._sparse_add_section(nid, pfn, cur, populated, altmap)
                 pfn = cur
         except BootError as e:
             p = spfn
             while p < pfn:
                 cur = min(epfn, (p // self.pps + 1) * self.pps)
-                self._section_deactivate(p, cur)
+                self._section_deactivate(p, cur, altmap)
                 p = cur
             self._directmap_remove(start, end)
             st = k.model.sections  # type: ignore[attr-defined]
@@ -768,8 +1020,12 @@ class Hotplug:
             self.k.memblock.free(t, t + PAGE_SIZE)
         k.directmap[:] = [d for d in k.directmap if d[1] <= start or d[0] >= end]
 
-    def _sparse_add_section(self, nid: int, pfn: int, end_pfn: int, populated: list[tuple[int, int, int]]) -> None:
-        """``sparse_add_section`` (mm/sparse.c @ 6.1); undoes its own partial work on -ENOMEM."""
+    def _sparse_add_section(self, nid: int, pfn: int, end_pfn: int, populated: list[tuple[int, int, int]],
+                            altmap: Altmap | None = None) -> None:
+        """``sparse_add_section`` (mm/sparse.c @ 6.1); undoes its own partial work on -ENOMEM.  With an
+        ``altmap`` each 2 MiB vmemmap block is ``vmemmap_alloc_block_buf(PMD_SIZE, node, altmap)`` →
+        ``altmap_alloc_block_buf``, with no fallback (``vmemmap_populate_hugepages``: -ENOMEM); x86
+        ``vmemmap_populate`` without PSE refuses an altmap ("no cpu support for altmap allocations")."""
         k = self.k
         era, m = k.era, k.model
         st = m.sections  # type: ignore[attr-defined]
@@ -791,9 +1047,17 @@ class Hotplug:
             else:
                 # populate_section_memmap → vmemmap_populate → vmemmap_populate_hugepages (node-local)
                 ls = m.leaf_size  # type: ignore[attr-defined]
+                if altmap is not None and ls != PMD_SIZE:
+                    raise BootError("vmemmap_populate: no cpu support for altmap allocations")
                 for a, b in m._mapped.missing(v0 // ls, -(-v1 // ls)):  # type: ignore[attr-defined]
                     for idx in range(a, b):
-                        p = self.alloc(ls, ls, nid, "vmemmap block")
+                        if altmap is not None:
+                            q = altmap.alloc_block_buf(ls)
+                            if q is None:
+                                raise BootError(f"vmemmap block: altmap of pfn {altmap.base_pfn:#x} exhausted")
+                            p = q
+                        else:
+                            p = self.alloc(ls, ls, nid, "vmemmap block")
                         k.tables.map(idx * ls, p, ls, ls, m.prot, nid)  # type: ignore[attr-defined]
                         m._mapped.add(idx, idx + 1)  # type: ignore[attr-defined]
                         done.append(idx)
@@ -801,8 +1065,8 @@ class Hotplug:
                         populated.append((idx * ls, p, nid))
         except BootError:
             if self.vmemmap:
-                for idx in done:
-                    self._vmemmap_free_leaf(idx)
+                for idx in reversed(done):
+                    self._vmemmap_free_leaf(idx, altmap)
                     populated.pop()
             if new_usage:
                 self._free(new_usage, new_usage + usize)
@@ -923,17 +1187,17 @@ class Hotplug:
         return render_vmemmap_lines(f)
 
     # ------------------------------------------------------------------ remove internals
-    def _arch_remove_memory(self, start: int, end: int) -> None:
+    def _arch_remove_memory(self, start: int, end: int, altmap: Altmap | None = None) -> None:
         """x86 ``arch_remove_memory``: ``__remove_pages`` then ``kernel_physical_mapping_remove``."""
         spfn, epfn = start >> PAGE_SHIFT, end >> PAGE_SHIFT
         p = spfn
         while p < epfn:
             cur = min(epfn, (p // self.pps + 1) * self.pps)
-            self._section_deactivate(p, cur)
+            self._section_deactivate(p, cur, altmap)
             p = cur
         self._directmap_remove(start, end)
 
-    def _section_deactivate(self, pfn: int, end_pfn: int) -> None:
+    def _section_deactivate(self, pfn: int, end_pfn: int, altmap: Altmap | None = None) -> None:
         """``section_deactivate`` (mm/sparse.c @ 6.1) for a hot-added section."""
         from vmemmap.models.sections import USAGE_SUBSECTION_MAP_OFFSET
 
@@ -975,15 +1239,16 @@ class Hotplug:
         v0, v1 = k.layout.vmemmap_base + pfn * sp, k.layout.vmemmap_base + end_pfn * sp
         for idx in range(v0 // ls, -(-v1 // ls)):
             if idx in m._mapped and idx * ls >= v0 and idx * ls + ls <= v1:  # type: ignore[attr-defined]
-                self._vmemmap_free_leaf(idx)
+                self._vmemmap_free_leaf(idx, altmap)
         if empty:
             st.write_word(nr, 0)
             st.set_present(nr, False)
         _remove_pieces(m, pfn, end_pfn)
 
-    def _vmemmap_free_leaf(self, idx: int) -> None:
+    def _vmemmap_free_leaf(self, idx: int, altmap: Altmap | None = None) -> None:
         """``remove_pmd_table(..., direct=false)``: a whole PMD leaf: ``free_hugepage_table`` of its
-        backing, ``pmd_clear``; page-table pages left empty are freed (``free_pte_table`` ...)."""
+        backing (with an altmap ``vmem_altmap_free``: back to the altmap, not the page allocator),
+        ``pmd_clear``; page-table pages left empty are freed (``free_pte_table`` ...)."""
         k, m = self.k, self.k.model
         ls = m.leaf_size  # type: ignore[attr-defined]
         v = idx * ls
@@ -992,7 +1257,11 @@ class Hotplug:
         phys = w.phys - (v % (w.page_size or ls))
         for t in k.tables.unmap(v, ls):
             k.memblock.free(t, t + PAGE_SIZE)
-        self._free(phys, phys + ls)
+        if altmap is not None:
+            altmap.free_pages(ls >> PAGE_SHIFT)
+            k.phys.discard(phys, phys + ls)
+        else:
+            self._free(phys, phys + ls)
         m._mapped.remove(idx, idx + 1)  # type: ignore[attr-defined]
         _remove_leaves(k, v, v + ls)
 
