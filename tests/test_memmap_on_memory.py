@@ -161,3 +161,17 @@ def test_dimm_hot_mom_capture_agrees() -> None:
            for f in res["facts"] if not f["ok"]]
     assert not bad, "\n".join(bad[:20])
     assert len(res["facts"]) == 594
+
+
+def test_force_mode_waste_report() -> None:
+    """6.12 set_memmap_mode(): force prints how many pages each block wastes to pageblock padding —
+    none with a 64-byte struct page and 128 MiB blocks (512 memmap pages = one pageblock)."""
+    from vmemmap.machine import Machine
+
+    base = load_machine("qemu-2g")
+    m = Machine(name="force", description="force", e820=base.e820, nodes=base.nodes, cpu=base.cpu,
+                cmdline="memory_hotplug.memmap_on_memory=force")
+    k = boot(m, "6.12")
+    assert k.hotplug.memmap_mode == "force"
+    assert k.hotplug.boot_messages == ["Memory hotplug will waste 0 pages in each memory block"]
+    assert boot(m, "6.1").hotplug.boot_messages == []  # 6.1's bool parameter has no force mode

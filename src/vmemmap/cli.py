@@ -395,6 +395,8 @@ def hotplug(machine: str, era: str, model: str | None, la57: bool | None, kaslr_
     if as_json:
         _emit_json(out)
     else:
+        for msg in out["boot_messages"]:
+            click.echo(msg)
         for st in out["steps"]:
             if script != "ls":
                 click.echo(f"$ {st['line']}")

@@ -259,6 +259,14 @@ class Hotplug:
         # parameter's mode ("disable", "enable", "force") and each memory block's altmap (mem->altmap)
         self.mom_scope: str = str(self.rules.get("memmap_on_memory", "none")) if self.vmemmap else "none"
         self.memmap_mode: str = self._memmap_on_memory_param()
+        #: what the kernel printed about hotplug while booting (set_memmap_mode's waste report)
+        self.boot_messages: list[str] = []
+        if self.memmap_mode == "force":
+            # set_memmap_mode() @ 6.12: pr_info_once("Memory hotplug will waste %ld pages in each memory
+            # block\n", memory_block_memmap_on_memory_pages() - PFN_UP(memory_block_memmap_size()))
+            exact = -(-self.block_pages * self.k.era.struct_page_size // PAGE_SIZE)
+            self.boot_messages.append(
+                f"Memory hotplug will waste {self.memmap_on_memory_pages() - exact} pages in each memory block")
         self.altmaps: dict[int, Altmap] = {}
         self.virtio_mem: dict[str, dict[str, Any]] = {}  # virtio-mem devices (SBM): region, node, plugged blocks
         if self.supported:
@@ -1563,7 +1571,7 @@ def run_script(k: Kernel, steps: list[Step]) -> dict[str, Any]:
             d["show"] = k.hotplug.sysfs_lines()
         out_steps.append(d)
     return {"machine": k.machine.name, "era": k.era.name, "block_size": f"{k.hotplug.block_size:#x}",
-            "steps": out_steps, "failed": failed, "blocks": k.hotplug.to_json()}
+            "boot_messages": list(k.hotplug.boot_messages), "steps": out_steps, "failed": failed, "blocks": k.hotplug.to_json()}
 
 
 def kernel_state(k: Kernel) -> dict[str, Any]:
