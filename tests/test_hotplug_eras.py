@@ -194,3 +194,18 @@ def test_612_onlines_hot_added_memory_by_itself() -> None:
     k61 = boot(load_machine("qemu-2g"), "6.1", "vmemmap")
     assert k61.hotplug.add_memory(0, 4 * G, SECTION).ok
     assert k61.hotplug.blocks[32].state == "offline"
+
+
+def test_612_eject_fails_busy_and_changes_nothing() -> None:
+    """Debian 6.12 onlines a DIMM into ZONE_NORMAL; a later DIMM's memmap lands in it (kernel memory),
+    so ejecting the first cannot offline it: acpi_scan_try_to_offline() re-onlines and the eject fails
+    with -EBUSY, leaving everything as it was (issue 7)."""
+    k = boot(load_machine("qemu-2g"), "6.12", "vmemmap")
+    hp = k.hotplug
+    assert hp.acpi_memory_device_add("d1", [(4 * G, 2 * SECTION)], 0).ok
+    assert all(hp.blocks[nr].state == "online" for nr in (32, 33))
+    assert hp.acpi_memory_device_add("d2", [(4 * G + 2 * SECTION, 2 * SECTION)], 0).ok
+    before = kernel_state(k)
+    r = hp.acpi_memory_device_eject("d1")
+    assert not r.ok and r.error.errno == -16
+    assert diff(before, kernel_state(k)) == []
