@@ -469,25 +469,15 @@ def boot(
 
 # ---------------------------------------------------------------------- memory blocks and hot-add
 
-MIN_MEMORY_BLOCK_SIZE = 1 << 27  # 1UL << SECTION_SIZE_BITS (x86-64)
-MAX_BLOCK_SIZE = 2 << 30  # arch/x86/mm/init_64.c: 2 GiB
-MEM_SIZE_FOR_LARGE_BLOCK = 64 << 30
 ONLINE_TYPES = ("offline", "online", "online_kernel", "online_movable")
 
 
 def probe_memory_block_size(k: Kernel) -> int:
-    """``probe_memory_block_size`` (arch/x86/mm/init_64.c @ 6.1): 128 MiB while boot memory ends below
-    64 GiB; else 2 GiB on bare metal; under a hypervisor the largest power of two <= 2 GiB dividing the
-    end of boot memory (``max_pfn << PAGE_SHIFT``)."""
-    end = k.max_pfn << PAGE_SHIFT
-    if end < MEM_SIZE_FOR_LARGE_BLOCK:
-        return MIN_MEMORY_BLOCK_SIZE
-    if not k.machine.cpu.hypervisor:
-        return MAX_BLOCK_SIZE
-    bz = MAX_BLOCK_SIZE
-    while bz > MIN_MEMORY_BLOCK_SIZE and end % bz:
-        bz >>= 1
-    return bz
+    """``memory_block_size_bytes()`` by the era's rule (``probe_memory_block_size`` in
+    arch/x86/mm/init_64.c; kernel-reference §5.2): one implementation, in :mod:`vmemmap.kmem`."""
+    from vmemmap.kmem import memory_block_size
+
+    return memory_block_size(k)
 
 
 def add_memory(k: Kernel, start: int, size: int, nid: int, online: str = "offline") -> None:
