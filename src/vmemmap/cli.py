@@ -362,7 +362,8 @@ def hotplug(machine: str, era: str, model: str | None, la57: bool | None, kaslr_
 
     One step per line (`#` starts a comment): `probe 0xADDR`, `add NID START SIZE`,
     `online memoryN [movable|kernel]`, `offline memoryN`, `remove START SIZE`, `show`, and
-    `inject MEM_GOING_ONLINE|MEM_GOING_OFFLINE ERRNO` (memory-notifier-error-inject; 0 clears).
+    `inject MEM_GOING_ONLINE|MEM_GOING_OFFLINE ERRNO` (memory-notifier-error-inject; 0 clears), and
+    for device memory (ZONE_DEVICE, 2 MiB sub-sections) `addpages NID START SIZE`, `removepages START SIZE`.
     Numbers take 0x and K/M/G suffixes. Each step prints the kernel's messages; a refused step prints
     `errno -22 (EINVAL): reason`, leaves the state as it was, and makes the run exit 1 at the end.
     SCRIPT `-` reads standard input; `ls` prints /sys/devices/system/memory.

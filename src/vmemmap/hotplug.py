@@ -95,10 +95,17 @@ Deviations, each chosen so that a failing step leaves the state exactly as it wa
 * Ranges above the direct-map region (KASLR shrinks it to RAM + 10 TiB padding) are refused with
   -ERANGE: 6.1 does not check and would map over vmalloc space; 6.11+ checks ``PHYSMEM_END`` in
   ``add_pages`` and returns -ERANGE.
-* Removing boot memory is not modelled (one-line input error); a 2 MiB PMD that is only partly used
-  (sub-section hot-add of device memory, 6.x ``PAGE_UNUSED`` tracking) cannot arise from block-aligned
-  adds and is not modelled; the 4 KiB fallback of ``vmemmap_populate_hugepages`` is not modelled (a
-  failed 2 MiB allocation is -ENOMEM).
+* Removing boot memory is not modelled (one-line input error); the 4 KiB fallback of
+  ``vmemmap_populate_hugepages`` is not modelled (a failed 2 MiB allocation is -ENOMEM).
+* Sub-section hotplug of device memory (:meth:`Hotplug.add_pages` / :meth:`Hotplug.remove_pages`, the
+  ``arch_add_memory`` / ``arch_remove_memory`` steps of ``memremap_pages`` / ``memunmap_pages``; 6.x
+  only): ranges aligned to 2 MiB sub-sections, one bit each in ``ms->usage->subsection_map``; a memmap
+  smaller than a section's is mapped with 4 KiB PTEs (x86 ``vmemmap_populate`` → base pages), a whole
+  section's with a 2 MiB PMD, which a partial remove fills with ``PAGE_UNUSED`` and frees once all of it
+  is (``vmemmap_pmd_is_unused``).  Every section is checked before the first changes (the kernel stops
+  or WARNs half-way); ZONE_DEVICE zone spans and ``memmap_init_zone_device`` are not modelled; a
+  sub-section add into a boot (EARLY) section, or into a PMD left mapped by a partial remove, is an
+  input error.
 * virtio-mem plugs and unplugs whole memory blocks only (a request that is not a multiple of the memory
   block size is an input error): its 2 MiB sub-blocks inside a block are not modelled.
 """
@@ -120,6 +127,7 @@ PAGE_SIZE = 1 << PAGE_SHIFT
 PMD_SIZE = 1 << 21
 SZ_16M = 16 << 20
 SZ_4G = 4 << 30
+PAGE_UNUSED = 0xFD  # arch/x86/mm/init_64.c @ 6.1: the fill marking unused parts of a 2 MiB vmemmap PMD
 PAGEBLOCK_NR_PAGES = 1 << 9  # x86_64: pageblock_order = HUGETLB_PAGE_ORDER (PMD_SHIFT - PAGE_SHIFT)
 VMEM_ALTMAP_KMALLOC = 64  # kmemdup(sizeof(struct vmem_altmap)) = 7 longs + a bool = 64 bytes (kmalloc-64)
 KMALLOC_ALIGN = 64  # kzalloc(sizeof(struct mem_section_usage)) of 6.1 (56 bytes) comes from kmalloc-64
@@ -269,6 +277,10 @@ class Hotplug:
                 f"Memory hotplug will waste {self.memmap_on_memory_pages() - exact} pages in each memory block")
         self.altmaps: dict[int, Altmap] = {}
         self.virtio_mem: dict[str, dict[str, Any]] = {}  # virtio-mem devices (SBM): region, node, plugged blocks
+        #: device memory added by :meth:`add_pages` (ZONE_DEVICE, sub-section granular): (start, end, nid)
+        self.device_ranges: list[tuple[int, int, int]] = []
+        #: vmemmap pages mapped with 4 KiB PTEs by a sub-section add (``vmemmap_populate_basepages``): va -> pa
+        self.vmemmap_ptes: dict[int, int] = {}
         if self.supported:
             self._boot_blocks()
 
@@ -729,6 +741,161 @@ class Hotplug:
         self.resources.sort()
         return StepResult(True, [])
 
+    # ------------------------------------------------------------------ sub-section (ZONE_DEVICE) add / remove
+    def _subsection_span(self, op: str, start: int, size: int) -> None:
+        """The checks common to :meth:`add_pages` and :meth:`remove_pages`: a 6.x SPARSEMEM_VMEMMAP kernel
+        (sub-sections exist: ``SUBSECTION_SHIFT``), and ``check_pfn_span`` (mm/memory_hotplug.c @ 6.1):
+        start and size aligned to ``PAGES_PER_SUBSECTION`` with SPARSEMEM_VMEMMAP, else
+        ``WARN(1, "Misaligned __%s_pages start: %#lx end: #%lx\\n")`` and -EINVAL."""
+        self._check_supported()
+        era = self.k.era
+        if not (self.vmemmap and era.subsection_shift):
+            raise InputError(f"{era.name} {self.k.model_name}: sub-section hotplug (add_pages/remove_pages) needs "
+                             f"a SPARSEMEM_VMEMMAP kernel with sub-sections (5.3+, SUBSECTION_SHIFT)")
+        if (self.pps * era.struct_page_size) % PMD_SIZE:
+            raise InputError("sub-section hotplug with a section memmap that is not a whole number of PMDs "
+                             "is not modelled")
+        sub = 1 << (era.subsection_shift - PAGE_SHIFT)
+        spfn, npages = start >> PAGE_SHIFT, size >> PAGE_SHIFT
+        if size <= 0 or start < 0 or start % PAGE_SIZE or size % PAGE_SIZE or spfn % sub or npages % sub:
+            msg = f"Misaligned __{op}_pages start: {spfn:#x} end: #{spfn + npages - 1:x}"
+            raise HotplugError("EINVAL", msg)
+
+    def _subsection_chunks(self, start: int, size: int) -> list[tuple[int, int, int]]:
+        """``[start, start+size)`` as ``__add_pages``/``__remove_pages`` walk it: per section,
+        ``(nr, pfn, end_pfn)`` with ``cur_nr_pages = min(end_pfn - pfn, SECTION_ALIGN_UP(pfn + 1) - pfn)``."""
+        out = []
+        pfn, epfn = start >> PAGE_SHIFT, (start + size) >> PAGE_SHIFT
+        while pfn < epfn:
+            cur = min(epfn, (pfn // self.pps + 1) * self.pps)
+            out.append((pfn // self.pps, pfn, cur))
+            pfn = cur
+        return out
+
+    def _subsection_bits(self, pfn: int, end_pfn: int) -> int:
+        """``subsection_mask_set``: the section's sub-section bits for ``[pfn, end_pfn)``."""
+        sub = 1 << (self.k.era.subsection_shift - PAGE_SHIFT)
+        nr = pfn // self.pps
+        a, b = (pfn - nr * self.pps) // sub, (end_pfn - nr * self.pps - 1) // sub
+        return ((1 << (b - a + 1)) - 1) << a
+
+    def _early_section(self, nr: int) -> bool:
+        st = self.k.model.sections  # type: ignore[attr-defined]
+        if not st.is_present(nr) or "EARLY" not in self.k.era.section_flags:
+            return False
+        return bool(st.read_word_nocheck(nr) & self.k.era.section_flag("EARLY"))
+
+    def add_pages(self, nid: int, start: int, size: int) -> StepResult:
+        """Hot-add device memory ``[start, start+size)`` on ``nid`` at sub-section (2 MiB) granularity: the
+        ``arch_add_memory`` step of ``memremap_pages`` → ``pagemap_range`` (mm/memremap.c @ 6.1) for a
+        MEMORY_DEVICE_GENERIC / FS_DAX range (the direct map is created, ``init_memory_mapping``).
+
+        Checks, in the kernel's order: ``pagemap_range``: ``mhp_range_allowed`` (-E2BIG), a range touching
+        System RAM (``region_intersects`` != REGION_DISJOINT: "attempted on ram region", -ENXIO);
+        ``__add_pages`` → ``check_pfn_span`` (sub-section alignment, -EINVAL); per section
+        ``sparse_add_section`` → ``section_activate`` → ``fill_subsection_map``: a sub-section already
+        active is -EEXIST.  Then ``populate_section_memmap`` → ``vmemmap_populate`` (arch/x86/mm/init_64.c):
+        a range smaller than one section's memmap (``end - start < PAGES_PER_SECTION * sizeof(struct
+        page)``) is mapped with 4 KiB PTEs (``vmemmap_populate_basepages``), a whole section with a 2 MiB
+        PMD.  No memory block, no System RAM resource; ``move_pfn_range_to_zone(ZONE_DEVICE)`` and
+        ``memmap_init_zone_device`` are not modelled (no ZONE_DEVICE zone span).
+
+        Deviations (the module's rule: a failing step changes nothing): every section is checked for
+        -EEXIST before the first is activated (``__add_pages`` stops at the failing section and
+        ``pagemap_range`` leaves the earlier ones in place); a sub-section add into a boot (EARLY) section,
+        whose memmap ``section_activate`` reuses, and one whose memmap lies in a 2 MiB vmemmap PMD still
+        mapped after a partial remove (the kernel expects adds in the granularity of removes) are refused
+        as not modelled."""
+        k = self.k
+        end = start + size
+        where = f"[mem {start:#x}-{end - 1:#x}]"
+        try:
+            self._subsection_span("add", start, size)
+            top = (1 << k.era.max_physmem_bits(k.la57)) - 1
+            if end - 1 > top:  # mhp_range_allowed(start, size, need_mapping=true)
+                raise HotplugError("E2BIG", f"{where} is beyond MAX_PHYSMEM_BITS")
+            dm = next((r for r in k.layout.regions if r.name == "direct-map"), None)
+            if dm is not None and end > dm.end + 1 - dm.start:
+                raise HotplugError("ERANGE", f"{where} is beyond the end of the direct map")
+            ram = [(s << PAGE_SHIFT, e << PAGE_SHIFT) for s, e, _ in k.ram_pfn_ranges()] + self.resources
+            if any(s < end and start < e for s, e in ram):
+                raise HotplugError("ENXIO", f"memremap_pages attempted on ram region {where}")
+            if nid not in k.nodes:
+                raise HotplugError("EINVAL", f"node {nid} has no memory (node_online)")
+            st = k.model.sections  # type: ignore[attr-defined]
+            chunks = self._subsection_chunks(start, size)
+            for nr, pfn, epfn in chunks:
+                if self._early_section(nr):
+                    raise InputError(f"add_pages {where}: section {nr} is a boot (EARLY) section; a sub-section "
+                                     f"add into it (memmap reused by section_activate) is not modelled")
+                if st.subsection_map(nr) & self._subsection_bits(pfn, epfn):
+                    raise HotplugError("EEXIST", f"add_pages {where}: section {nr}: sub-section already active "
+                                       f"(fill_subsection_map)")
+                sp = k.era.struct_page_size
+                if epfn - pfn < self.pps and k.model.leaf_size == PMD_SIZE:  # type: ignore[attr-defined]
+                    v0 = k.layout.vmemmap_base + pfn * sp
+                    if (v0 // PMD_SIZE) in k.model._mapped:  # type: ignore[attr-defined]
+                        raise InputError(f"add_pages {where}: its memmap lies in a 2 MiB vmemmap PMD still mapped "
+                                         f"after a partial remove; adding in another granularity than the "
+                                         f"remove is not modelled")
+            msgs = self._arch_add_memory(nid, start, size)
+        except HotplugError as e:
+            msgs = [e.reason] if e.reason.startswith(("Misaligned", "memremap_pages")) else []
+            return self._fail(e, msgs)
+        self.device_ranges.append((start, end, nid))
+        self.device_ranges.sort()
+        self.messages += msgs
+        return StepResult(True, msgs)
+
+    def remove_pages(self, start: int, size: int) -> StepResult:
+        """Remove device memory added by :meth:`add_pages` (``memunmap_pages`` → ``pageunmap_range`` →
+        x86 ``arch_remove_memory``: ``__remove_pages`` then ``kernel_physical_mapping_remove``).
+        ``__remove_pages`` → ``check_pfn_span`` (-EINVAL); per section ``sparse_remove_section`` →
+        ``section_deactivate`` (mm/sparse.c @ 6.1): ``clear_subsection_map`` (a sub-section not active:
+        ``WARN "section already deactivated"``, -EINVAL); when the map becomes empty HAS_MEM_MAP is
+        cleared and the usage map freed; ``depopulate_section_memmap`` → ``vmemmap_free`` →
+        ``remove_pagetable`` frees the range's 4 KiB vmemmap pages and emptied page-table pages, a 2 MiB
+        PMD when the whole PMD is covered or, partly covered, once ``vmemmap_pmd_is_unused`` finds it all
+        ``PAGE_UNUSED`` (0xFD); the section word is zeroed only when its map is empty.
+
+        Deviations: every section is checked before any is deactivated (the kernel WARNs and skips just
+        the failing section); ``__remove_pages`` returns nothing, the -EINVAL is ours.  Memory added with
+        ``add_memory`` (memory blocks) and boot memory are refused as input errors."""
+        k = self.k
+        end = start + size
+        where = f"[mem {start:#x}-{end - 1:#x}]"
+        try:
+            self._subsection_span("remove", start, size)
+            ram = [(s << PAGE_SHIFT, e << PAGE_SHIFT) for s, e, _ in k.ram_pfn_ranges()] + self.resources
+            if any(s < end and start < e for s, e in ram):
+                raise InputError(f"remove_pages {where}: overlaps System RAM (memory blocks or boot memory); "
+                                 f"use remove for hot-added memory blocks")
+            st = k.model.sections  # type: ignore[attr-defined]
+            for nr, pfn, epfn in self._subsection_chunks(start, size):
+                if self._early_section(nr):
+                    raise InputError(f"remove_pages {where}: section {nr} is a boot (EARLY) section: not modelled")
+                bits = self._subsection_bits(pfn, epfn)
+                if not st.is_present(nr) or (st.subsection_map(nr) & bits) != bits:
+                    msg = f"section already deactivated ({pfn:#x} + {epfn - pfn})"
+                    raise HotplugError("EINVAL", f"remove_pages {where}: {msg}")
+        except HotplugError as e:
+            msgs = [e.reason.split(": ", 1)[1]] if "already deactivated" in e.reason else []
+            if e.reason.startswith("Misaligned"):
+                msgs = [e.reason]
+            return self._fail(e, msgs)
+        self._arch_remove_memory(start, end)
+        out = []
+        for s, e, n in self.device_ranges:
+            if e <= start or s >= end:
+                out.append((s, e, n))
+                continue
+            if s < start:
+                out.append((s, start, n))
+            if end < e:
+                out.append((end, e, n))
+        self.device_ranges = out
+        return StepResult(True, [])
+
     # ------------------------------------------------------------------ device drivers
     def acpi_memory_device_add(self, name: str, ranges: list[tuple[int, int]], node: int | None = None) -> StepResult:
         """``acpi_memory_device_add`` → ``acpi_memory_enable_device`` (drivers/acpi/acpi_memhotplug.c @ 6.1):
@@ -878,6 +1045,7 @@ class Hotplug:
             raise HotplugError("ERANGE", f"[mem {start:#x}-{end - 1:#x}] is beyond the end of the direct map "
                                f"({dm.end + 1 - dm.start:#x} bytes at page_offset_base)")
         busy = [(s << PAGE_SHIFT, e << PAGE_SHIFT) for s, e, _ in k.ram_pfn_ranges()] + self.resources
+        busy += [(s, e) for s, e, _ in self.device_ranges]  # the device's resource (memremap_pages)
         if any(s < end and start < e for s, e in busy):
             msgs.append(f"Unable to reserve System RAM region: {start:016x}->{end:016x}")
             raise HotplugError("EEXIST", f"[mem {start:#x}-{end - 1:#x}] overlaps System RAM")
@@ -1057,7 +1225,12 @@ class Hotplug:
                 ls = m.leaf_size  # type: ignore[attr-defined]
                 if altmap is not None and ls != PMD_SIZE:
                     raise BootError("vmemmap_populate: no cpu support for altmap allocations")
-                for a, b in m._mapped.missing(v0 // ls, -(-v1 // ls)):  # type: ignore[attr-defined]
+                if era.subsection_shift and ls == PMD_SIZE and v1 - v0 < self.pps * sp:
+                    # x86 vmemmap_populate: end - start < PAGES_PER_SECTION * sizeof(struct page) (a
+                    # sub-section add) → vmemmap_populate_basepages(start, end, node, NULL): 4 KiB PTEs
+                    self._vmemmap_populate_basepages(v0, v1, nid)
+                    ls = 0
+                for a, b in (m._mapped.missing(v0 // ls, -(-v1 // ls)) if ls else ()):  # type: ignore[attr-defined]
                     for idx in range(a, b):
                         if altmap is not None:
                             q = altmap.alloc_block_buf(ls)
@@ -1246,8 +1419,15 @@ class Hotplug:
         ls = m.leaf_size  # type: ignore[attr-defined]
         v0, v1 = k.layout.vmemmap_base + pfn * sp, k.layout.vmemmap_base + end_pfn * sp
         for idx in range(v0 // ls, -(-v1 // ls)):
-            if idx in m._mapped and idx * ls >= v0 and idx * ls + ls <= v1:  # type: ignore[attr-defined]
+            if idx not in m._mapped:  # type: ignore[attr-defined]
+                continue
+            if idx * ls >= v0 and idx * ls + ls <= v1:
                 self._vmemmap_free_leaf(idx, altmap)
+            elif era.subsection_shift and ls == PMD_SIZE and self._vmemmap_pmd_is_unused(
+                    idx, max(v0, idx * ls), min(v1, idx * ls + ls)):
+                self._vmemmap_free_leaf(idx, altmap)
+        if self.vmemmap_ptes:
+            self._vmemmap_free_basepages(v0, v1)
         if empty:
             st.write_word(nr, 0)
             st.set_present(nr, False)
@@ -1272,6 +1452,76 @@ class Hotplug:
             self._free(phys, phys + ls)
         m._mapped.remove(idx, idx + 1)  # type: ignore[attr-defined]
         _remove_leaves(k, v, v + ls)
+
+    def _vmemmap_populate_basepages(self, v0: int, v1: int, nid: int) -> None:
+        """``vmemmap_populate_basepages(start, end, node, NULL)`` (mm/sparse-vmemmap.c @ 6.1): per 4 KiB
+        page ``vmemmap_populate_address`` -- the missing pgd/p4d/pud/pmd-level tables first
+        (``vmemmap_alloc_block_zero(PAGE_SIZE, node)``), then the page itself
+        (``vmemmap_alloc_block_buf(PAGE_SIZE, node, NULL)``), mapped by a PAGE_KERNEL PTE.  All or nothing:
+        a failed allocation undoes the pages and tables of this call."""
+        from vmemmap.kernel import _PAGE_NX, PAGE_KERNEL, VmemmapLeaf
+
+        k = self.k
+        prot = PAGE_KERNEL if k.machine.cpu.nx else PAGE_KERNEL & ~_PAGE_NX
+        done: list[int] = []
+        try:
+            for v in range(v0, v1, PAGE_SIZE):
+                if v in self.vmemmap_ptes:
+                    continue
+                w = k.tables.walk(v)
+                assert w.phys is None, f"vmemmap {v:#x} already mapped"
+                tables: list[int] = []
+                try:
+                    for _ in range(len(k.tables.level_names) - len(w.steps)):
+                        tables.append(self.alloc(PAGE_SIZE, PAGE_SIZE, nid, "page table"))
+                    p = self.alloc(PAGE_SIZE, PAGE_SIZE, nid, "vmemmap page")
+                except BootError:
+                    for t in tables:
+                        self._free(t, t + PAGE_SIZE)
+                    raise
+                k.table_queue.extend(tables)
+                try:
+                    k.tables.map(v, p, PAGE_SIZE, PAGE_SIZE, prot, nid)
+                finally:
+                    k.table_queue.clear()
+                self.vmemmap_ptes[v] = p
+                done.append(v)
+                leaves = k.vmemmap_leaves
+                last = leaves[-1] if leaves else None
+                if (last is not None and last.page_size == PAGE_SIZE and last.vend == v and last.node == nid
+                        and last.pstart + (v - last.vstart) == p):
+                    last.vend = v + PAGE_SIZE
+                else:
+                    leaves.append(VmemmapLeaf(v, v + PAGE_SIZE, p, PAGE_SIZE, nid))
+        except BootError:
+            for v in reversed(done):
+                self._vmemmap_free_basepages(v, v + PAGE_SIZE)
+            raise
+
+    def _vmemmap_free_basepages(self, v0: int, v1: int) -> None:
+        """``remove_pagetable(start, end, false, NULL)`` over PTE-mapped vmemmap (arch/x86/mm/init_64.c @
+        6.1): ``remove_pte_table`` frees each present page (``free_pagetable``) and clears its PTE, then
+        ``free_pte_table`` / ``free_pmd_table`` / ``free_pud_table`` free the tables left empty."""
+        k = self.k
+        for v in range(v0, v1, PAGE_SIZE):
+            p = self.vmemmap_ptes.pop(v, None)
+            if p is None:
+                continue
+            for t in k.tables.unmap(v, PAGE_SIZE):
+                k.memblock.free(t, t + PAGE_SIZE)
+            self._free(p, p + PAGE_SIZE)
+            _remove_leaves(k, v, v + PAGE_SIZE)
+
+    def _vmemmap_pmd_is_unused(self, idx: int, addr: int, end: int) -> bool:
+        """``vmemmap_pmd_is_unused(addr, end)`` (arch/x86/mm/init_64.c @ 6.1), for a 2 MiB vmemmap PMD that
+        ``remove_pmd_table`` covers only partly: ``memset(addr, PAGE_UNUSED, end - addr)`` on its memmap,
+        then true when the whole PMD reads ``PAGE_UNUSED`` (0xFD) -- the PMD may then be freed.  (Nothing
+        is pending in ``unused_pmd_start``: with 64-byte struct pages x86 only maps whole sections with
+        PMDs, so ``vmemmap_use_new_sub_pmd`` never runs.)"""
+        k = self.k
+        phys = k.tables.translate(idx * PMD_SIZE)
+        k.phys.write(phys + (addr - idx * PMD_SIZE), bytes([PAGE_UNUSED]) * (end - addr))
+        return k.phys.read(phys, PMD_SIZE) == bytes([PAGE_UNUSED]) * PMD_SIZE
 
     # ------------------------------------------------------------------ zones and sections
     def _zone(self, nid: int, name: str) -> Zone | None:
@@ -1467,7 +1717,7 @@ def add_memory(k: Kernel, start: int, size: int, nid: int, online: str = "offlin
 # ---------------------------------------------------------------------- scripts (``vmemmap hotplug``)
 
 _ARITY = {"probe": (1, 1), "add": (3, 3), "online": (1, 2), "offline": (1, 1), "remove": (2, 2),
-          "show": (0, 0), "inject": (2, 2)}
+          "show": (0, 0), "inject": (2, 2), "addpages": (3, 3), "removepages": (2, 2)}
 
 
 def _number(text: str, what: str) -> int:
@@ -1501,16 +1751,17 @@ def parse_script(text: str, name: str = "script") -> list[Step]:
         op, *words = line.split()
         where = f"{name}:{i}"
         if op not in _ARITY:
-            raise InputError(f"{where}: unknown step {op!r} (probe, add, online, offline, remove, show, inject)")
+            raise InputError(f"{where}: unknown step {op!r} (probe, add, online, offline, remove, show, inject, "
+                             f"addpages, removepages)")
         lo, hi = _ARITY[op]
         if not lo <= len(words) <= hi:
             raise InputError(f"{where}: {op} takes {lo if lo == hi else f'{lo}-{hi}'} argument(s), not {len(words)}")
         args: tuple[Any, ...]
         if op == "probe":
             args = (_number(words[0], where),)
-        elif op == "add":
+        elif op in ("add", "addpages"):
             args = (_number(words[0], where), _number(words[1], where), _number(words[2], where))
-        elif op == "remove":
+        elif op in ("remove", "removepages"):
             args = (_number(words[0], where), _number(words[1], where))
         elif op == "online":
             kind = words[1] if len(words) > 1 else "online"
@@ -1544,6 +1795,11 @@ def run_step(k: Kernel, step: Step) -> StepResult:
             return hp.offline(*step.args)
         if step.op == "remove":
             return hp.remove(*step.args)
+        if step.op == "addpages":
+            nid, start, size = step.args
+            return hp.add_pages(nid, start, size)
+        if step.op == "removepages":
+            return hp.remove_pages(*step.args)
         if step.op == "inject":
             event, err = step.args
             if err:
