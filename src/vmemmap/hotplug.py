@@ -118,6 +118,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from vmemmap.errors import BootError, InputError, VmemmapError
+from vmemmap.memblock import cut_ranges
 
 if TYPE_CHECKING:
     from vmemmap.kernel import Kernel, Zone
@@ -884,16 +885,7 @@ class Hotplug:
                 msgs = [e.reason]
             return self._fail(e, msgs)
         self._arch_remove_memory(start, end)
-        out = []
-        for s, e, n in self.device_ranges:
-            if e <= start or s >= end:
-                out.append((s, e, n))
-                continue
-            if s < start:
-                out.append((s, start, n))
-            if end < e:
-                out.append((end, e, n))
-        self.device_ranges = out
+        self.device_ranges = cut_ranges(self.device_ranges, start, end)
         return StepResult(True, [])
 
     # ------------------------------------------------------------------ device drivers

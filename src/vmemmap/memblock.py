@@ -36,6 +36,20 @@ class _NodeFree:
     ends: list[int] = field(default_factory=list)
 
 
+def cut_ranges(ranges: list[tuple[int, int, int]], start: int, end: int) -> list[tuple[int, int, int]]:
+    """``(start, end, tag)`` ranges with ``[start, end)`` cut out (pieces keep their tag)."""
+    out: list[tuple[int, int, int]] = []
+    for s, e, n in ranges:
+        if e <= start or s >= end:
+            out.append((s, e, n))
+            continue
+        if s < start:
+            out.append((s, start, n))
+        if end < e:
+            out.append((end, e, n))
+    return out
+
+
 def _align_up(x: int, a: int) -> int:
     return (x + a - 1) & ~(a - 1)
 
@@ -185,16 +199,7 @@ class Memblock:
     def remove_range(self, start: int, end: int) -> None:
         """``memblock_remove``: ``[start, end)`` is no longer memory (taken from the memory list and from
         every free list)."""
-        out: list[tuple[int, int, int]] = []
-        for s, e, n in self.memory:
-            if e <= start or s >= end:
-                out.append((s, e, n))
-                continue
-            if s < start:
-                out.append((s, start, n))
-            if end < e:
-                out.append((end, e, n))
-        self.memory = out
+        self.memory = cut_ranges(self.memory, start, end)
         for nf in self._free.values():
             self._take(nf, start, end)
 
