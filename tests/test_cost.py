@@ -14,11 +14,11 @@ from vmemmap.cli import main
 from vmemmap.cost.cpu import cpu_names, load_cpu, parse_cpu
 from vmemmap.cost.run import contract_json, cost
 from vmemmap.cost.sim import F_CYC, F_DMISS, F_L1, F_L2, F_PSC, F_WALK, F_WMISS, BulkState, simulate, simulate_scalar
-from vmemmap.cost.trace import KIND_LOAD, KIND_STRUCT_PAGE, Trace
+from vmemmap.cost.trace import KIND_LOAD, KIND_STRUCT_PAGE, Access, Trace, concat, from_accesses, from_dep_sets
 from vmemmap.cost.workloads import WORKLOADS, build_trace, make_ops, scalar_trace
 from vmemmap.eras import load_era
 from vmemmap.errors import InputError
-from vmemmap.kernel import boot
+from vmemmap.kernel import BootOptions, boot
 from vmemmap.machine import load_machine
 
 REQUIRED_CPUS = {"k8", "core2", "nehalem", "skylake", "icelake", "zen2", "zen4"}
@@ -47,6 +47,17 @@ def tiny_cpu(**over: object) -> dict:
     }
     d.update(over)
     return d
+
+
+def wide_cpu() -> dict:
+    """Small arrays of more than 16 ways (the simulator's stamp-LRU path) next to narrow ones."""
+    return tiny_cpu(
+        tlb=[{"level": 1, "page_sizes": ["4k", "2m", "1g"], "entries": 18, "ways": 18, "source": "test"},
+             {"level": 2, "page_sizes": ["4k", "2m"], "entries": 40, "ways": 20, "smash_1g": True, "source": "test"}],
+        psc=[{"name": "all", "levels": ["pml4", "pdpt", "pd"], "entries": 17, "ways": 17, "source": "test"}],
+        cache=[{"name": "L1D", "size": 64 * 17, "ways": 17, "line": 64, "latency": 4, "source": "test"},
+               {"name": "L2", "size": 64 * 16 * 3, "ways": 16, "line": 64, "latency": 10, "source": "test"},
+               {"name": "LLC", "size": 64 * 24 * 6, "ways": 24, "line": 64, "latency": 30, "source": "test"}])
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +119,7 @@ def test_hand_worked_two_entry_lru(k4k) -> None:
     assert k4k.tables.walk(a).page_size == 4096
     v = np.array([a, b, a, c, b], dtype=np.uint64)
     z = np.zeros(5, dtype=np.uint8)
-    tr = Trace(v, z + KIND_STRUCT_PAGE, z, z.astype(np.uint32), z + 1)
+    tr = from_dep_sets(v, z + KIND_STRUCT_PAGE, z, [0] * 5, z + 1)
     for out in (simulate_scalar(cpu, k4k.tables, tr), simulate(BulkState.new(cpu, k4k.tables), tr, per_op=True)):
         assert out[:, F_L1].tolist() == [1, 1, 0, 1, 1]
         assert out[:, F_L2].tolist() == [1, 1, 0, 1, 1]
@@ -124,8 +135,8 @@ def test_dependent_accesses_chain_their_latency(k4k) -> None:
     v = np.array([k4k.sym("mem_map"), k4k.layout.page_offset], dtype=np.uint64)
     kind = np.array([KIND_LOAD, KIND_STRUCT_PAGE], dtype=np.uint8)
     pos = np.array([0, 1], dtype=np.uint8)
-    indep = simulate_scalar(cpu, k4k.tables, Trace(v, kind, pos, np.array([0, 0], np.uint32), pos + 1))
-    chained = simulate_scalar(cpu, k4k.tables, Trace(v, kind, pos, np.array([0, 1], np.uint32), pos + 1))
+    indep = simulate_scalar(cpu, k4k.tables, from_dep_sets(v, kind, pos, [0, 0], pos + 1))
+    chained = simulate_scalar(cpu, k4k.tables, from_dep_sets(v, kind, pos, [0, 1], pos + 1))
     assert chained[0, F_CYC] > indep[0, F_CYC] > 0
 
 
@@ -143,19 +154,84 @@ def traces(draw, n_pool: int) -> tuple[list[int], list[int], list[int]]:
     return idx, pos, dep
 
 
+@pytest.mark.parametrize("make_cpu,clock_limit", [(tiny_cpu, None), (wide_cpu, None), (wide_cpu, 64)])
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_scalar_equals_bulk_on_random_traces(k4k, pool, data) -> None:
+def test_scalar_equals_bulk_on_random_traces(k4k, pool, make_cpu, clock_limit, data) -> None:
+    """Random traces; ``clock_limit`` 64 renumbers the stamps of the > 16-way arrays every few accesses."""
     idx, pos, dep = data.draw(traces(len(pool)))
     v = pool[np.array(idx)]
-    p = np.array(pos, dtype=np.uint8)
-    tr = Trace(v, np.ones(len(v), np.uint8), p, np.array(dep, dtype=np.uint32), p + 1)
-    cpu = parse_cpu(tiny_cpu(), "test")
-    st_ = BulkState.new(cpu, k4k.tables)
+    p = np.array(pos, dtype=np.uint32)
+    tr = from_dep_sets(v, np.ones(len(v), np.uint8), p, dep, p + 1)
+    tr.validate()
+    cpu = parse_cpu(make_cpu(), "test")
+    st_ = BulkState.new(cpu, k4k.tables, **({"clock_limit": clock_limit} if clock_limit else {}))
     half = tr.head(max(1, tr.n_ops // 2))
-    rest = Trace(*(getattr(tr, f)[half.n:] for f in ("vaddr", "kind", "pos", "dep", "depth")))
+    rest = tr.ops_slice(half.n_ops, tr.n_ops)
     bulk = np.vstack([simulate(st_, half, per_op=True), simulate(st_, rest, per_op=True)])   # state carries over
     assert np.array_equal(bulk, simulate_scalar(cpu, k4k.tables, tr))
+
+
+def test_long_operations_with_far_back_dependencies(k4k, pool) -> None:
+    """Operations of 5,000 accesses (past any fixed-width mask), depending on accesses thousands of
+    positions back: scalar == bulk, and the critical path follows the dependencies.
+
+    Worked by construction: when each access waits for the one before it, the op's cycles are the sum
+    of its accesses' latencies -- the cycles of the same accesses run as 5,000 independent one-access
+    ops (same order, so the same TLB/cache outcomes); when none waits, the op costs their maximum.
+    """
+    rng = np.random.default_rng(5)
+    length, n_ops = 5000, 3
+    v = pool[rng.integers(0, len(pool) - 1, length * n_ops)]        # the last pool entry faults: not here
+    pos = np.tile(np.arange(length), n_ops)
+    far = []
+    for p in pos.tolist():
+        bits = 0
+        if p:
+            for q in {0, max(0, p - 4000), int(rng.integers(0, p))}:
+                bits |= 1 << q
+        far.append(bits)
+    tr = from_dep_sets(v, np.ones(len(v), np.uint8), pos, far, np.ones(len(v)))
+    tr.validate()
+    assert tr.n_ops == n_ops and int(tr.pos.max()) == length - 1
+    cpu = parse_cpu(tiny_cpu(), "test")
+    scalar = simulate_scalar(cpu, k4k.tables, tr)
+    assert np.array_equal(simulate(BulkState.new(cpu, k4k.tables), tr, per_op=True), scalar)
+    st_ = BulkState.new(cpu, k4k.tables)
+    chunks = [simulate(st_, tr.ops_slice(i, i + 1), per_op=True) for i in range(n_ops)]
+    assert np.array_equal(np.vstack(chunks), scalar)
+    one = v[:length]
+    alone = simulate_scalar(cpu, k4k.tables, from_dep_sets(one, np.ones(length), np.zeros(length), [0] * length,
+                                                           np.ones(length)))
+    chain = [(1 << (p - 1)) if p else 0 for p in range(length)]
+    for deps, want in ((chain, int(alone[:, F_CYC].sum())), ([0] * length, int(alone[:, F_CYC].max()))):
+        t1 = from_dep_sets(one, np.ones(length), np.arange(length), deps, np.ones(length))
+        got = simulate(BulkState.new(cpu, k4k.tables), t1, per_op=True)
+        assert got.shape[0] == 1 and int(got[0, F_CYC]) == want
+        assert np.array_equal(got, simulate_scalar(cpu, k4k.tables, t1))
+
+
+def test_trace_format_round_trips() -> None:
+    """from_accesses keeps bit sets of any width as ascending CSR positions; slicing and concat rebase."""
+    ops = [[Access(0x1000, KIND_LOAD, 0, 1, "a"), Access(0x2000, KIND_LOAD, 1, 2, "b"),
+            Access(0x3000, KIND_STRUCT_PAGE, 0b11, 3, "c")],
+           [Access(0x4000 + 8 * p, KIND_LOAD, (1 << 0) | (1 << (p - 1)) if p else 0, 2 if p else 1, "x")
+            for p in range(70)]]
+    tr = from_accesses(ops)
+    tr.validate()
+    assert (tr.n, tr.n_ops, tr.op_starts.tolist()) == (73, 2, [0, 3])
+    assert tr.deps(2).tolist() == [0, 1] and tr.deps(3).tolist() == [] and tr.deps(4).tolist() == [0]
+    assert tr.deps(3 + 69).tolist() == [0, 68]
+    assert tr.pos.dtype == np.uint32 and tr.depth.dtype == np.uint16 and tr.dep_ptr.dtype == np.int64
+    assert tr.dep_ptr.tolist()[:5] == [0, 0, 1, 3, 3] and int(tr.dep_ptr[-1]) == len(tr.dep_pos) == 3 + 1 + 2 * 68
+    second = tr.ops_slice(1, 2)
+    assert second.equals(from_accesses(ops[1:])) and second.dep_ptr[0] == 0
+    assert tr.head(1).equals(from_accesses(ops[:1])) and tr.head(5).equals(tr)
+    assert tr.ops_slice(2, 9).n == 0 and concat([tr.head(1), second]).equals(tr)
+    assert Trace.concat([]).n == 0 and concat([Trace.empty(), tr]).equals(tr)
+    bad = from_dep_sets([1, 2], [0, 0], [0, 1], [0, 0b10], [1, 1])
+    with pytest.raises(ValueError, match="earlier positions"):
+        bad.validate()
 
 
 @pytest.mark.parametrize("cpu_name", sorted(REQUIRED_CPUS))
@@ -176,7 +252,7 @@ def test_psc_skips_upper_levels(k4k) -> None:
     a = k4k.layout.vmemmap_base
     v = np.array([a, a + 4096], dtype=np.uint64)
     z = np.zeros(2, np.uint8)
-    out = simulate_scalar(cpu, k4k.tables, Trace(v, z + 1, z, z.astype(np.uint32), z + 1))
+    out = simulate_scalar(cpu, k4k.tables, from_dep_sets(v, z + 1, z, [0, 0], z + 1))
     assert out[:, F_WALK].tolist() == [4, 1] and out[:, F_PSC].tolist() == [0, 1]
 
 
@@ -208,10 +284,32 @@ def test_depths_follow_the_code() -> None:
         assert int(first.depth.max()) == depth, (era, model)
 
 
-def test_buddy_workloads_are_not_faked() -> None:
-    k = boot(load_machine("qemu-2g"), "2.6.24", "vmemmap")
-    with pytest.raises(InputError, match="not built yet"):
-        make_ops(k, "buddy-order-4", 10, 1)
+@pytest.mark.parametrize("era", ["2.6.24", "6.1"])
+def test_buddy_operations_scalar_equals_bulk(era: str) -> None:
+    """Order-10 buddy operations are thousands of accesses long (1024 struct pages checked), with
+    dependencies far back in the op; both simulators agree on them, presets with > 16-way arrays too."""
+    k = boot(load_machine("qemu-2g"), era, "vmemmap")
+    tr = build_trace(k, make_ops(k, "buddy-order-10", 3, 1))
+    tr.validate()
+    assert int(tr.pos.max()) > 1024
+    owner = np.repeat(np.arange(tr.n), np.diff(tr.dep_ptr))
+    assert int((tr.pos[owner] - tr.dep_pos).max()) > 1000          # a dependency over 1000 positions back
+    for cpu in (parse_cpu(tiny_cpu(), "test"), load_cpu("zen4")):
+        assert np.array_equal(simulate(BulkState.new(cpu, k.tables), tr, per_op=True),
+                              simulate_scalar(cpu, k.tables, tr))
+
+
+def test_five_level_walks_scalar_equals_bulk() -> None:
+    """LA57: five-level walks, the fully associative PSC holding four levels, and Intel's split PSCs."""
+    k = boot(load_machine("server-64t"), "6.1", "vmemmap", BootOptions(la57=True))
+    assert k.tables.levels == 5
+    for wl in ("pfn_to_page-random", "page_address-random"):
+        tr = build_trace(k, make_ops(k, wl, 300, 2))
+        for name in ("icelake", "zen4"):
+            cpu = load_cpu(name)
+            bulk = simulate(BulkState.new(cpu, k.tables), tr, per_op=True)
+            assert np.array_equal(bulk, simulate_scalar(cpu, k.tables, tr)), (wl, name)
+            assert bulk[:, F_WALK].sum() > 0 and bulk[:, F_PSC].sum() > 0
 
 
 # ---------------------------------------------------------------------- cost()
@@ -246,7 +344,9 @@ def test_cli_json_shape() -> None:
 
 
 def test_cli_errors() -> None:
-    r = CliRunner().invoke(main, ["cost", "buddy-order-3", "-m", "qemu-2g", "--ops", "10"])
-    assert r.exit_code == 2 and "vmemmap: error:" in r.output
+    r = CliRunner().invoke(main, ["cost", "buddy-order-99", "-m", "qemu-2g", "--ops", "10"])
+    assert r.exit_code == 2 and "vmemmap: error:" in r.output and "MAX_ORDER" in r.output
+    r = CliRunner().invoke(main, ["cost", "no-such-workload", "-m", "qemu-2g", "--ops", "10"])
+    assert r.exit_code == 2 and "unknown workload" in r.output
     r = CliRunner().invoke(main, ["cost", "for_each_page", "-m", "qemu-2g", "--cpu", "486"])
     assert r.exit_code == 2 and "unknown CPU" in r.output

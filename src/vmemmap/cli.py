@@ -11,11 +11,14 @@ from collections.abc import Callable
 from typing import Any
 
 import click
-from rich.console import Console
+from rich.console import Console  # noqa: F401 - make a console with vmemmap.console.make_console
 from rich.markup import escape
 from rich.table import Table
 
 from vmemmap import __version__
+from vmemmap.console import make_console, note, set_quiet
+from vmemmap.console import status as _status
+from vmemmap.console import stderr_is_interactive as _interactive  # live progress: a terminal's stderr, not --quiet
 from vmemmap.eras import MODEL_NAMES, era_names, load_era
 from vmemmap.errors import InputError, VmemmapError
 
@@ -23,8 +26,8 @@ DEFAULT_ERA = "6.1"
 COMPARE_DEFAULT_ERA = "2.6.21-seed"
 DEFAULT_MACHINE = "opteron-2007"
 
-# a pipe gets a wide, colourless table rather than rich's 80-column default
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+# one console factory (vmemmap.console): a pipe gets a wide, colourless table; NO_COLOR is honoured
+console = make_console()
 
 
 def _emit_json(obj: Any) -> None:
@@ -34,7 +37,14 @@ def _emit_json(obj: Any) -> None:
 
 
 class _Group(click.Group):
-    """Turns library errors into one-line messages (contract 7)."""
+    """Turns library errors into one-line messages (contract 7); gives every option that takes a machine,
+    era, model, CPU or workload its shell completion (vmemmap.completion), commands added later included."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        from vmemmap.completion import attach_completers
+
+        attach_completers(self)
+        return super().main(*args, **kwargs)
 
     def invoke(self, ctx: click.Context) -> Any:
         debug = "--debug" in sys.argv[1:]
@@ -60,7 +70,8 @@ class _Group(click.Group):
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="vmemmap")
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
-def main(debug: bool) -> None:
+@click.option("--quiet", "-q", is_flag=True, help="Only the essential output: no progress, spinners or notes.")
+def main(debug: bool, quiet: bool) -> None:
     """Linux x86-64 physical memory models, executable.
 
     Builds the kernel address map, real x86-64 page tables, mem_section and the memmap for a
@@ -71,7 +82,41 @@ def main(debug: bool) -> None:
     Example:
       vmemmap compare                      # the seed's claim on a 2007 4-socket Opteron
       vmemmap translate --machine qemu-2g pfn 0x100000
+      vmemmap explain pfn 0x10000 --machine qemu-2g --cpu zen4
     """
+    from vmemmap.machine.this import set_note_sink
+
+    set_quiet(quiet)
+    _said.clear()
+    set_note_sink(_note_once)
+
+
+_said: set[str] = set()
+
+
+def _note_once(msg: str) -> None:
+    """A note on stderr (unless --quiet), each text once per run (the host may be read twice)."""
+    if msg not in _said:
+        _said.add(msg)
+        note(msg)
+
+
+def _resolve_era(machine: str, era: str) -> str:
+    """``--machine this`` without an explicit ``--era``: the era nearest the running kernel (uname -r)."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context(silent=True)
+    spec = machine.strip()
+    if not (spec == "this" or spec.startswith("this:")) or ctx is None \
+            or ctx.get_parameter_source("era") not in (ParameterSource.DEFAULT, None):
+        return era
+    from vmemmap.machine.this import host_era
+
+    name, release, why = host_era(spec[5:] or "/")
+    kernel = f"kernel {release}" if release else "an unknown kernel"
+    _note_once(f"this: modelled with era {name}, {'the era of' if why is None else 'the era nearest'} the "
+               f"running {kernel} (give --era to choose another)")
+    return name
 
 
 # ---------------------------------------------------------------------- shared options
@@ -116,9 +161,8 @@ def _boot(machine: str, era: str, model: str | None, la57: bool | None, kaslr_se
     from vmemmap.machine import load_machine
 
     m = load_machine(machine)
-    e = load_era(era)
-    with console.status(f"booting {m.name} with {e.name}...", spinner="dots") if not quiet and sys.stderr.isatty() \
-            else _null():
+    e = load_era(_resolve_era(machine, era))
+    with _status(f"booting {m.name} with {e.name}...") if not quiet else _null():
         return boot(m, e, model, BootOptions(la57=la57, kaslr_seed=kaslr_seed))
 
 
@@ -182,15 +226,25 @@ def layout(era: str, la57: bool, kaslr_seed: int | None, max_pfn: str | None, as
 
 @main.command()
 @_json_option
-def machines(as_json: bool) -> None:
-    """List the built-in machines.
+@click.argument("name", required=False, metavar="[NAME]")
+def machines(as_json: bool, name: str | None) -> None:
+    """List the built-in machines, or show one machine (NAME: built-in, file, `this` or `this:ROOT`).
+
+    `this` is the host: its memory map, memory blocks, NUMA nodes, zones, which sources could be read
+    and why not (e.g. /proc/iomem zeroed when not root), and the era nearest its kernel. `this:ROOT`
+    reads a copy of another host's /proc and /sys below ROOT.
 
     \b
     Example:
       vmemmap machines --json
+      vmemmap machines this
+      vmemmap machines qemu-numa2 --json
     """
     from vmemmap.machine import builtin_machines
 
+    if name is not None:
+        _show_machine(name, as_json)
+        return
     ms = builtin_machines()
     if as_json:
         _emit_json([{"name": m.name, "description": m.description, "ram": _hx(m.ram_bytes),
@@ -202,7 +256,68 @@ def machines(as_json: bool) -> None:
     for m in ms:
         feats = [f for f in ("pse", "gbpages", "la57") if getattr(m.cpu, f)]
         t.add_row(m.name, _size(m.ram_bytes), str(max(1, len(m.nodes))), " ".join(feats), m.description)
+    try:
+        from vmemmap.machine.this import inspect_host
+
+        host = inspect_host().machine
+        feats = [f for f in ("pse", "gbpages", "la57") if getattr(host.cpu, f)]
+        t.add_row("this", _size(host.ram_bytes), str(max(1, len(host.nodes))), " ".join(feats),
+                  escape(host.description), style="dim")
+    except Exception as e:  # noqa: BLE001 - an optional row: an odd host must not break the list
+        t.add_row("this", "", "", "", escape(f"this host: not readable ({e})"), style="dim")
     console.print(t)
+
+
+def _show_machine(name: str, as_json: bool) -> None:
+    """``vmemmap machines NAME``: one machine's e820 and nodes; for ``this`` the whole host report."""
+    from vmemmap.machine import format_e820_table, load_machine
+
+    spec = name.strip()
+    rep = None
+    if spec == "this" or spec.startswith("this:"):
+        from vmemmap.machine.this import inspect_host
+
+        rep = inspect_host(spec[5:] or "/")
+        m = rep.machine
+    else:
+        m = load_machine(spec)
+    if as_json:
+        if rep is not None:
+            _emit_json(rep.to_json())
+        else:
+            _emit_json({**m.summary(), "e820": [{"start": _hx(e.start), "end": _hx(e.end), "type": e.type}
+                                                for e in m.e820],
+                        "numa_nodes": [{"nid": n.nid, "ranges": [[_hx(s), _hx(e)] for s, e in n.ranges],
+                                        "cpus": list(n.cpus)} for n in m.nodes]})
+        return
+    console.print(f"[bold]{escape(m.name)}[/bold]: {escape(m.description)}")
+    for line in format_e820_table(m.e820):
+        console.print(escape(line))
+    for n in m.nodes:
+        console.print(escape(f"node {n.nid}: " + ", ".join(f"[mem {s:#x}-{e - 1:#x}]" for s, e in n.ranges)
+                             + (f" cpus {','.join(map(str, n.cpus))}" if n.cpus else "")))
+    if rep is None:
+        return
+    if rep.blocks is not None:
+        b = rep.blocks
+        console.print(f"memory blocks: {b.count} of {_size(b.block_size)}, {len(b.online)} online, "
+                      f"{len(b.offline)} offline")
+    if rep.zones:
+        t = Table(title="zones (/proc/zoneinfo)")
+        for col in ("node", "zone", "start_pfn", "spanned", "present", "managed"):
+            t.add_column(col, justify="left" if col in ("node", "zone") else "right", no_wrap=True)
+        for z in rep.zones:
+            t.add_row(str(z.nid), z.zone, _hx(z.start_pfn), str(z.spanned), str(z.present), str(z.managed))
+        console.print(t)
+    t = Table(title="sources")
+    for col in ("source", "status", "why"):
+        t.add_column(col, no_wrap=col != "why")
+    for src in rep.sources:
+        style = "green" if src.status == "read" else ("dim" if src.status == "unused" else "yellow")
+        t.add_row(src.path, src.status, escape(src.detail), style=style)
+    console.print(t)
+    for n in rep.notes():
+        console.print(escape(f"note: {n}"))
 
 
 # ---------------------------------------------------------------------- boot
@@ -224,7 +339,12 @@ def boot_cmd(machine: str, era: str, model: str | None, la57: bool | None, kaslr
 
     k = _boot(machine, era, model, la57, kaslr_seed)
     if as_json:
-        _emit_json(boot_json(k))
+        out = boot_json(k)
+        if machine.strip() == "this" or machine.strip().startswith("this:"):
+            from vmemmap.machine.this import inspect_host
+
+            out = {**out, "notes": inspect_host(machine.strip()[5:] or "/").notes()}
+        _emit_json(out)
         return
     for line in render_boot_log(boot_facts(k)):
         click.echo(line)
@@ -260,16 +380,34 @@ def sections(machine: str, era: str, model: str | None, la57: bool | None, kaslr
 
 @main.command()
 @_kernel_options
-def ptdump(machine: str, era: str, model: str | None, la57: bool | None, kaslr_seed: int | None) -> None:
-    """The kernel page tables in /sys/kernel/debug/page_tables/kernel format.
+@_json_option
+def ptdump(machine: str, era: str, model: str | None, la57: bool | None, kaslr_seed: int | None,
+           as_json: bool) -> None:
+    """The kernel page tables in /sys/kernel/debug/page_tables/kernel format (--json: the leaf runs).
 
     \b
     Example:
       vmemmap ptdump --machine qemu-2g --era 6.1
+      vmemmap ptdump --machine qemu-2g --json
     """
+    from vmemmap.paging.ptdump import kernel_walk_ranges
     from vmemmap.paging.ptdump import ptdump as dump
 
-    k = _boot(machine, era, model, la57, kaslr_seed)
+    k = _boot(machine, era, model, la57, kaslr_seed, quiet=as_json)
+    if as_json:
+        import bisect
+
+        marks = sorted((mk[0], mk[1]) for mk in k.layout.markers)
+        runs = []
+        for lo, hi in kernel_walk_ranges(k.tables.levels):
+            for r in k.tables.runs(lo, hi):
+                i = bisect.bisect_right([m[0] for m in marks], r.vaddr) - 1
+                runs.append({"start": _hx(r.vaddr), "end": _hx(r.end), "size": r.size, "level": r.level,
+                             "phys": _hx(r.phys), "phys_end": _hx(r.phys_end), "flags": r.flag_names,
+                             "region": marks[i][1] if i >= 0 else None})
+        _emit_json({"machine": k.machine.name, "era": k.era.name, "model": k.model_name,
+                    "levels": k.tables.levels, "runs": runs})
+        return
     click.echo(dump(k.tables, list(k.layout.markers)), nl=False)
 
 
@@ -316,6 +454,72 @@ def translate(machine: str, era: str, model: str | None, la57: bool | None, kasl
         console.print(f"  {s['level']:<4} [{s['index']:3}] {s['entry']}")
 
 
+# ---------------------------------------------------------------------- explain
+
+@main.command(name="explain")
+@_kernel_options
+@click.option("--cpu", "cpu_name", default=None, metavar="CPU",
+              help="Also narrate the accesses through this CPU preset's TLBs, page walk and caches, cold "
+                   "(k8, core2, nehalem, skylake, icelake, zen2, zen4).")
+@_json_option
+@click.argument("kind", type=click.Choice(["pfn", "page", "virt"]))
+@click.argument("value")
+def explain_cmd(machine: str, era: str, model: str | None, la57: bool | None, kaslr_seed: int | None,
+                cpu_name: str | None, as_json: bool, kind: str, value: str) -> None:
+    """Walk through one conversion step by step: pfn (pfn_to_page), page (page_to_pfn) or virt
+    (virt_to_page of a direct-map address).
+
+    Numbered steps: the kernel macro and where it is defined for the model and era, every load it
+    executed (address, what, value) with the page-table walk that translated it, the arithmetic, the
+    result; with --cpu, the simulator's account of TLBs, page walks and caches. See docs/explain.md.
+
+    \b
+    Example:
+      vmemmap explain pfn 0x10000 --machine qemu-2g --era 6.1
+      vmemmap explain page 0xffffea0000400000 -m qemu-2g --cpu zen4
+      vmemmap explain virt 0xffff810012345000 -m opteron-2007 --era 2.6.21-seed --model discontigmem --json
+    """
+    from vmemmap.explain import explain as run
+    from vmemmap.facts import parse_int
+
+    v = parse_int(value, kind)
+    cpu = None
+    if cpu_name is not None:
+        from vmemmap.cost.cpu import load_cpu
+
+        cpu = load_cpu(cpu_name)
+    k = _boot(machine, era, model, la57, kaslr_seed, quiet=as_json)
+    res = run(k, kind, v, cpu)
+    if as_json:
+        _emit_json(res)
+        return
+    console.print(f"[bold]{res['op']}({res['input']})[/bold] on {escape(res['machine'])}, Linux {res['era']}, "
+                  f"{res['config']} (--model {res['model']})")
+    for st in res["steps"]:
+        console.print(f"\n[bold cyan]{st['n']}. {escape(st['title'])}[/bold cyan]")
+        for line in st["text"]:
+            console.print("   " + escape(line), style="dim" if line.startswith("  ") else "")
+    console.print(f"\n[bold]= {res['value']}[/bold]")
+
+
+# ---------------------------------------------------------------------- completion
+
+@main.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script (machines, eras, models, CPU presets and workloads complete too).
+
+    \b
+    Example:
+      eval "$(vmemmap completion bash)"          # in ~/.bashrc
+      vmemmap completion zsh > ~/.zfunc/_vmemmap
+      vmemmap completion fish > ~/.config/fish/completions/vmemmap.fish
+    """
+    from vmemmap.completion import completion_script
+
+    click.echo(completion_script(main, shell))
+
+
 # ---------------------------------------------------------------------- compare
 
 @main.command()
@@ -336,9 +540,11 @@ def compare(machine: str, era: str, la57: bool | None, as_json: bool) -> None:
 
     from vmemmap.machine import load_machine
 
+    from vmemmap.console import stderr_is_interactive
+
     m = load_machine(machine)
-    e = load_era(era)
-    show = not as_json and sys.stderr.isatty()
+    e = load_era(_resolve_era(machine, era))
+    show = not as_json and stderr_is_interactive()
     res = run(m, e, la57=la57, progress=show)
     if as_json:
         _emit_json(res)
@@ -435,8 +641,7 @@ def conform(capture: str, as_json: bool) -> None:
     from vmemmap.conform import by_category
     from vmemmap.conform import conform as run
 
-    with console.status(f"booting {capture}...", spinner="dots") if not as_json and sys.stderr.isatty() \
-            else _null():
+    with _status(f"booting {capture}...") if not as_json else _null():
         res = run(capture)
     if as_json:
         _emit_json(res)
@@ -548,9 +753,10 @@ def inspect(dump: str, kallsyms: str | None, vtops: tuple[str, ...], pfns: tuple
 @click.option("--dump", "dump_path", default=None, metavar="FILE",
               help="After the blocks, stop the guest and write its memory as an ELF core (QMP dump-guest-memory) "
                    "for `vmemmap inspect`.")
+@_json_option
 def capture(series: str, mem: str, numa: int, dimms: tuple[str, ...], hotplug: tuple[str, ...], maxmem: str | None,
             cpu: str | None, kaslr: bool, append: str, output: str | None, timeout: float,
-            dump_path: str | None) -> None:
+            dump_path: str | None, as_json: bool) -> None:
     """Boot Debian's real kernel under QEMU and write a capture in the shared oracle format.
 
     The kernel package is resolved with apt-cache and fetched with apt-get download into
@@ -572,13 +778,17 @@ def capture(series: str, mem: str, numa: int, dimms: tuple[str, ...], hotplug: t
 
     spec = MachineSpec(mem=mem, numa=numa, dimms=dimms, hotplug=hotplug, cpu=cpu, kaslr=kaslr, append=append,
                        maxmem=maxmem)
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    err = make_console(stderr=True)
     out = Path(output) if output else None
     dump = Path(dump_path) if dump_path else None
-    if err.is_terminal:
+    from vmemmap.console import is_quiet, stderr_is_interactive
+
+    if stderr_is_interactive():
         with err.status("vmemmap capture: starting", spinner="dots") as status:
             res = run_capture(spec, series, out, timeout,
                               progress=lambda s: status.update(escape(f"vmemmap capture: {s}")), dump=dump)
+    elif is_quiet():
+        res = run_capture(spec, series, out, timeout, progress=lambda s: None, dump=dump)
     else:
         last = [""]
 
@@ -591,9 +801,66 @@ def capture(series: str, mem: str, numa: int, dimms: tuple[str, ...], hotplug: t
         res = run_capture(spec, series, out, timeout, progress=plain, dump=dump)
     t = res.timings
     boot = (t.get("run_init") or 0) - (t.get("linux_version") or 0)
-    err.print(escape(f"{res.path}: {res.kernel.package} {res.kernel.version}; QEMU {t.get('qemu', 0):.1f} s "
-                     f"(kernel boot to /init {boot:.1f} s), total {t.get('total', 0):.1f} s"))
+    if as_json:
+        _emit_json({"path": str(res.path), "package": res.kernel.package, "version": res.kernel.version,
+                    "dump": str(dump) if dump else None, "timings": res.timings})
+        return
+    if not is_quiet():
+        err.print(escape(f"{res.path}: {res.kernel.package} {res.kernel.version}; QEMU {t.get('qemu', 0):.1f} s "
+                         f"(kernel boot to /init {boot:.1f} s), total {t.get('total', 0):.1f} s"))
     click.echo(str(res.path))
+
+
+# ---------------------------------------------------------------------- experiment
+
+@main.command(name="experiment")
+@click.argument("name", metavar="NAME")
+@click.option("--out", "out_dir", default="experiments-out", show_default=True, metavar="DIR",
+              help="Where NAME.json, NAME.md and the SVG figures go.")
+@click.option("--ops", default=20_000, show_default=True, type=click.IntRange(1), help="Operations per model run.")
+@click.option("--seed", default=1, show_default=True, type=int, help="Workload seed (same seed, same numbers).")
+@click.option("--quick", is_flag=True, help="A small sweep (for tests and a first look).")
+@_json_option
+def experiment_cmd(name: str, out_dir: str, ops: int, seed: int, quick: bool, as_json: bool) -> None:
+    """Run an experiment (a sweep of `vmemmap cost`) and write its numbers, tables and plots.
+
+    NAME: seed-claim, tlb-pressure, kaslr, vmemmap-4k, struct-page or all. See docs/cost-experiments.md.
+
+    \b
+    Example:
+      vmemmap experiment seed-claim --out docs/figures
+      vmemmap experiment all --quick --ops 2000 --json
+    """
+    from pathlib import Path
+
+    from vmemmap.experiments import EXPERIMENTS, NAMES, run_experiment, summary
+
+    if name not in NAMES:
+        raise InputError(f"unknown experiment {name!r}; choose one of {', '.join(NAMES)}")
+    names = list(EXPERIMENTS) if name == "all" else [name]
+    import time
+
+    err = make_console(stderr=True)
+    results = []
+    took = {}
+    for n in names:
+        t0 = time.monotonic()
+        if _interactive():
+            with err.status(f"{n}") as st:
+                results.append(run_experiment(n, Path(out_dir), ops, seed, quick,
+                                              lambda msg, n=n: st.update(f"{n}: {escape(msg)}")))
+        else:
+            results.append(run_experiment(n, Path(out_dir), ops, seed, quick,
+                                          lambda msg, n=n: err.print(escape(f"{n}: {msg}"), style="dim")))
+        took[n] = time.monotonic() - t0
+    if as_json:
+        _emit_json(results[0] if len(results) == 1 else {"experiments": results})
+        return
+    for obj in results:
+        for line in summary(obj):
+            console.print(escape(line))
+        console.print(escape(f"  ({took[obj['experiment']]:.0f} s)"), style="dim")
+    console.print(escape(f"written to {out_dir}/"))
 
 
 if __name__ == "__main__":  # pragma: no cover
@@ -618,14 +885,17 @@ def cost_cmd(workload: str, machine: str, era: str, cpu_name: str, models: tuple
              la57: bool | None, as_json: bool) -> None:
     """Simulate a WORKLOAD through TLBs, page walks and caches on every legal model, side by side.
 
-    WORKLOAD: pfn_to_page-random, for_each_page, virt_to_page-slab. Each operation's accesses are the
-    kernel loads the model's code makes plus the struct page it returns; they go through the CPU
+    WORKLOAD: pfn_to_page-random, pfn_to_page-numa-local, for_each_page, virt_to_page-slab,
+    page_address-random, buddy-order-0 .. buddy-order-10 (the era's buddy allocator: one allocation
+    and one free of order K; eras 2.6.21-seed, 2.6.24, 6.1 and 6.12). Each operation's accesses are the kernel
+    loads the model's code makes plus the struct pages (and pages) it touches; they go through the CPU
     preset's TLBs, paging-structure caches and data caches, and misses walk the booted kernel's page
     tables.
 
     \b
     Example:
       vmemmap cost pfn_to_page-random --machine opteron-2007 --era 2.6.21-seed --cpu k8
+      vmemmap cost buddy-order-4 --machine opteron-2007 --era 2.6.24 --ops 2000 --json
       vmemmap cost for_each_page -m desktop-32g --era 6.1 --cpu zen4 --json
     """
     from vmemmap.cost.cpu import load_cpu
@@ -633,13 +903,13 @@ def cost_cmd(workload: str, machine: str, era: str, cpu_name: str, models: tuple
     from vmemmap.machine import load_machine
 
     m = load_machine(machine)
-    e = load_era(era)
+    e = load_era(_resolve_era(machine, era))
     cpu = load_cpu(cpu_name)
-    if sys.stderr.isatty() and not as_json:
+    if _interactive() and not as_json:
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
         with Progress(TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn(),
-                      console=Console(stderr=True), transient=True) as bar:
+                      console=make_console(stderr=True), transient=True) as bar:
             task = bar.add_task("simulating", total=1)
 
             def step(model: str, done: int, total: int) -> None:
@@ -652,3 +922,72 @@ def cost_cmd(workload: str, machine: str, era: str, cpu_name: str, models: tuple
         _emit_json(contract_json(res))
         return
     render(res, cpu, console)
+
+
+# ---------------------------------------------------------------------- report
+
+@main.command(name="report")
+@_kernel_options
+@click.option("-o", "--output", default="report.html", show_default=True, metavar="FILE",
+              help="The HTML file to write; '-' writes it to stdout.")
+@click.option("--compare/--no-compare", "with_compare", default=True, show_default=True,
+              help="Include the `vmemmap compare` table (boots every legal model: slow on huge machines).")
+@click.option("--cost", "with_cost", is_flag=True, help="Add a small `vmemmap cost` run drawn as bar charts.")
+@click.option("--cpu", "cpu_name", default="k8", show_default=True, metavar="CPU", help="CPU preset for --cost.")
+@click.option("--workload", default="pfn_to_page-random", show_default=True, metavar="WORKLOAD",
+              help="Workload for --cost.")
+@click.option("--ops", default=20_000, show_default=True, type=click.IntRange(1),
+              help="Operations per model for --cost.")
+@click.option("--svg-dir", default=None, metavar="DIR",
+              help="Also write each drawing as a standalone SVG file into DIR (address-map.svg, ...).")
+@click.option("--figures", default=None, metavar="DIR",
+              help="Also inline the SVG figures in DIR (e.g. from `vmemmap experiment --out DIR`).")
+@_json_option
+def report_cmd(machine: str, era: str, model: str | None, la57: bool | None, kaslr_seed: int | None, output: str,
+               with_compare: bool, with_cost: bool, cpu_name: str, workload: str, ops: int, svg_dir: str | None,
+               figures: str | None, as_json: bool) -> None:
+    """Write one self-contained HTML page (no network needed): the era's kernel address map, the
+    machine's physical map, the vmemmap leaves and their backing per node, the compare table and,
+    with --cost, simulated costs. Open the file in any browser; it prints too.
+
+    \b
+    Example:
+      vmemmap report -o report.html && xdg-open report.html
+      vmemmap report --machine numa-2s-256g --era 6.1 --kaslr-seed 7 --cost -o numa.html
+      vmemmap report --machine server-64t --json
+      vmemmap report --figures docs/figures -o with-experiments.html
+      vmemmap report -m qemu-numa2 --era 6.1 --svg-dir pictures -o numa2.html
+    """
+    from pathlib import Path
+
+    from vmemmap.machine import load_machine
+    from vmemmap.report import CostSpec, build_report
+
+    if as_json and output == "-":
+        raise InputError("--json prints a summary on stdout: give the HTML a file (-o FILE), not '-'")
+    m = load_machine(machine)
+    e = load_era(_resolve_era(machine, era))
+    spec = CostSpec(workload=workload, cpu=cpu_name, ops=ops) if with_cost else None
+    with _status("vmemmap report...") as update:  # a spinner naming the phase, on a terminal's stderr only
+        rep = build_report(m, e, model, la57, kaslr_seed, spec, progress=lambda s: update(f"vmemmap report: {s}..."),
+                           with_compare=with_compare, figures=figures)
+    if svg_dir is not None:
+        d = Path(svg_dir)
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            for name, svg in rep.drawings.items():
+                (d / f"{name}.svg").write_text(svg, encoding="utf-8")
+        except OSError as ex:
+            raise InputError(f"cannot write the drawings into {svg_dir}: {ex.strerror or ex}") from None
+    if output == "-":
+        sys.stdout.write(rep.html)
+        return
+    path = Path(output)
+    try:
+        path.write_text(rep.html, encoding="utf-8")
+    except OSError as ex:
+        raise InputError(f"cannot write {output}: {ex.strerror or ex}") from None
+    if as_json:
+        _emit_json(rep.summary(str(path)))
+        return
+    click.echo(f"wrote {path} ({len(rep.html.encode()):,} bytes): open {path.resolve().as_uri()} in a browser")

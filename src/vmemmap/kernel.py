@@ -17,6 +17,7 @@ through the page tables like everything else.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -381,6 +382,13 @@ def boot(
 
     layout = build_layout(era, la57=la57, kaslr_seed=options.kaslr_seed, max_pfn=max_pfn,
                           kaslr_bases=options.kaslr_bases)
+    if era.dynamic_memory_layout is False and layout.dynamic_layout:
+        # what-if (eras.what_if): CONFIG_DYNAMIC_MEMORY_LAYOUT=n; X86_5LEVEL and RANDOMIZE_MEMORY select it
+        if la57:
+            raise InputError(f"{era.name} without CONFIG_DYNAMIC_MEMORY_LAYOUT has no 5-level paging (X86_5LEVEL selects it)")
+        if options.kaslr_seed is not None or options.kaslr_bases is not None:
+            raise InputError(f"{era.name} without CONFIG_DYNAMIC_MEMORY_LAYOUT has no memory KASLR (RANDOMIZE_MEMORY selects it)")
+        layout = dataclasses.replace(layout, dynamic_layout=False, vmemmap_is_constant=True)
 
     # 3. boot allocator with node ranges
     numa_config = model_name != "flatmem"

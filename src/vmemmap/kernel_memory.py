@@ -39,6 +39,7 @@ class KernelMemory:
         self.phys = phys
         self.tables = tables
         self._recorders: list[list[Load]] = []
+        self._journals: list[tuple[list[tuple[int, bytes]], set[int]]] = []
 
     # ------------------------------------------------------------------ recording
     @contextmanager
@@ -50,6 +51,28 @@ class KernelMemory:
             yield rec
         finally:
             self._recorders.pop()
+
+    @contextmanager
+    def journal(self) -> Iterator[None]:
+        """Undo every store made inside the ``with`` block when it ends.
+
+        Each store first saves the bytes it overwrites; frames a store materialised are dropped again
+        (they read from their fill pattern as before), so memory never grows across journaled work.
+        Used by the cost workloads that run kernel code with side effects (the buddy allocator) on
+        the same booted state op after op.
+        """
+        entry: tuple[list[tuple[int, bytes]], set[int]] = ([], set())
+        self._journals.append(entry)
+        try:
+            yield
+        finally:
+            self._journals.pop()
+            saved, fresh = entry
+            for pa, old in reversed(saved):
+                if (pa >> 12) not in fresh:
+                    self.phys.write(pa, old)
+            for pfn in fresh:
+                self.phys._drop(pfn)  # a frame this journal materialised: back to its fill pattern
 
     # ------------------------------------------------------------------ access
     def _read(self, vaddr: int, size: int) -> int:
@@ -81,6 +104,12 @@ class KernelMemory:
         while done < size:
             pa = self.tables.translate(vaddr + done)
             chunk = min(size - done, 4096 - ((vaddr + done) & 0xFFF))
+            if self._journals:
+                saved, fresh = self._journals[-1]
+                if not self.phys.is_materialised(pa >> 12):
+                    fresh.add(pa >> 12)
+                elif (pa >> 12) not in fresh:
+                    saved.append((pa, self.phys.read(pa, chunk)))
             self.phys.write(pa, data[done : done + chunk])
             done += chunk
 

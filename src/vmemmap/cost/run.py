@@ -1,13 +1,16 @@
 """``vmemmap cost``: one workload on every legal memory model of a machine and era, side by side.
 
 For each model the machine is booted, the workload's trace is built from the model's own operations
-(``workloads.build_trace``, self-checked against the scalar operations on a small sample), and run
-through the bulk simulator with the chosen CPU preset. JSON: DESIGN.md contract 9.
+(``workloads.TraceBuilder``, the first chunk self-checked against the scalar operations on a small
+sample) and run through the bulk simulator with the chosen CPU preset, a chunk of operations at a time
+(at most ``CHUNK_ACCESSES`` accesses each) so that long traces (``buddy-order-10``: thousands of
+accesses per op) stream in bounded memory. JSON: DESIGN.md contract 9.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,34 +21,51 @@ from rich.table import Table
 from vmemmap.cost.cpu import SIZE_NAMES, Cpu
 from vmemmap.cost.sim import COMPILED, F_CYC, F_DMISS, F_L1, F_L2, F_PSC, F_WALK, F_WMISS, BulkState, simulate
 from vmemmap.cost.trace import KIND_LOAD, Trace
-from vmemmap.cost.workloads import build_trace, make_ops, verify_trace
+from vmemmap.cost.workloads import TraceBuilder, make_ops, verify_trace
 from vmemmap.eras import Era
 from vmemmap.errors import InputError
 from vmemmap.kernel import BootOptions, boot, legal_models
 from vmemmap.machine import Machine
 
 CHUNK_OPS = 1 << 16
+CHUNK_ACCESSES = 1 << 21  # a chunk of ops is built and simulated at a time: memory stays bounded
 VERIFY_OPS = 32
 PTE_BUDGET = 256 << 20    # as compare.py: skip a base-page vmemmap whose PTE pages we cannot hold
 
 
-def _summary(model: str, ops: int, trace: Trace, tot: np.ndarray, cpu: Cpu) -> dict[str, Any]:
-    loads = int(np.count_nonzero(trace.kind == KIND_LOAD))
+@dataclass
+class _Tally:
+    """What the summary needs from every chunk of a streamed trace."""
+
+    loads: int = 0
+    accesses: int = 0
+    depth_max: int = 0
+    depth_sum: int = 0
+
+    def add(self, tr: Trace) -> None:
+        self.loads += int(np.count_nonzero(tr.kind == KIND_LOAD))
+        self.accesses += tr.n
+        starts = tr.op_starts
+        if len(starts):
+            depth = np.maximum.reduceat(tr.depth.astype(np.int64), starts)
+            self.depth_max = max(self.depth_max, int(depth.max()))
+            self.depth_sum += int(depth.sum())
+
+
+def _summary(model: str, ops: int, tally: _Tally, tot: np.ndarray, cpu: Cpu) -> dict[str, Any]:
     nc = len(cpu.caches)
-    starts = trace.op_starts
-    depth = np.maximum.reduceat(trace.depth, starts) if len(starts) else np.zeros(0)
     return {
         "model": model,
         "ops": ops,
-        "loads_per_op": loads / ops,
+        "loads_per_op": tally.loads / ops,
         "tlb_misses_per_op": float(tot[F_L2:F_L2 + 3].sum()) / ops,
         "walk_refs_per_op": float(tot[F_WALK]) / ops,
         "cache_misses_per_op": float(tot[F_DMISS + nc - 1] + tot[F_WMISS + nc - 1]) / ops,
         "cycles_per_op": float(tot[F_CYC]) / ops,
         "_detail": {
-            "depth_max": int(depth.max()) if len(depth) else 0,
-            "depth_mean": float(depth.mean()) if len(depth) else 0.0,
-            "accesses_per_op": trace.n / ops,
+            "depth_max": tally.depth_max,
+            "depth_mean": tally.depth_sum / ops,
+            "accesses_per_op": tally.accesses / ops,
             "l1tlb_misses": {SIZE_NAMES[i]: float(tot[F_L1 + i]) / ops for i in range(3)},
             "l2tlb_misses": {SIZE_NAMES[i]: float(tot[F_L2 + i]) / ops for i in range(3)},
             "psc_hits": float(tot[F_PSC]) / ops,
@@ -77,19 +97,25 @@ def cost(machine: Machine, era: Era, cpu: Cpu, workload: str, ops: int, seed: in
     for mi, model in enumerate(chosen):
         k = boot(machine, era, model, BootOptions(la57=la57))
         o = make_ops(k, workload, ops, seed)
-        tr = build_trace(k, o)
-        verify_trace(k, o, tr, VERIFY_OPS)
+        builder = TraceBuilder(k, o)
         st = BulkState.new(cpu, k.tables)
         tot = np.zeros(16, dtype=np.int64)
-        starts = tr.op_starts
-        for c0 in range(0, len(starts), CHUNK_OPS):
-            a = int(starts[c0])
-            b = int(starts[c0 + CHUNK_OPS]) if c0 + CHUNK_OPS < len(starts) else tr.n
-            chunk = Trace(tr.vaddr[a:b], tr.kind[a:b], tr.pos[a:b], tr.dep[a:b], tr.depth[a:b])
-            tot += simulate(st, chunk)[0]
+        tally = _Tally()
+        a = 0
+        chunk = min(CHUNK_OPS, 64)
+        while a < ops:
+            b = min(ops, a + chunk)
+            tr = builder.build(a, b)
+            if a == 0:
+                verify_trace(k, o, tr, VERIFY_OPS)
+            tally.add(tr)
+            tot += simulate(st, tr)[0]
+            per_op = max(1, tr.n // max(1, b - a))
+            chunk = max(1, min(CHUNK_OPS, CHUNK_ACCESSES // per_op))
+            a = b
             if progress:
-                progress(model, mi * len(starts) + min(c0 + CHUNK_OPS, len(starts)), len(chosen) * len(starts))
-        results.append(_summary(model, ops, tr, tot, cpu))
+                progress(model, mi * ops + a, len(chosen) * ops)
+        results.append(_summary(model, ops, tally, tot, cpu))
     return {
         "workload": workload,
         "cpu": cpu.name,

@@ -11,7 +11,7 @@ filled on the way back from the level that hit; an LLC miss reads DRAM).
 Cycles: an access costs the L2 TLB lookup if the L1 DTLB misses, plus each walk reference's load
 latency if the L2 TLB misses, plus its own load latency (the latency of the cache level that hit, or
 DRAM). Within an operation an access starts when the accesses its address depends on have finished
-(``Trace.dep``); the operation's cycles are the latest finish. All numbers come from the CPU preset
+(``Trace.dep_ptr``/``dep_pos``); the operation's cycles are the latest finish. All numbers come from the CPU preset
 (``cost/cpus/*.toml``); nothing here is a cost constant.
 
 Two implementations agree exactly (tests/test_cost.py):
@@ -19,20 +19,26 @@ Two implementations agree exactly (tests/test_cost.py):
 * :class:`ScalarSim` — plain Python objects, walks with ``PageTables.walk``; can narrate each step
   (``explain``) for one operation;
 * :func:`simulate` — the same algorithm over numpy arrays in one numba-compiled loop, with the page
-  tables snapshotted into an array (``snapshot_tables``). Without numba the same loop runs
-  interpreted (correct, slow), and :data:`COMPILED` is False.
+  tables snapshotted into an array (``snapshot_tables``) and every set stored as one compact block
+  (see "Set layout" below). Without numba the same loop runs interpreted (correct, slow), and
+  :data:`COMPILED` is False. The loop is compiled without numba's negative-index wraparound
+  (:func:`_compiled`; no index in it is negative), which was a constant cost on every array access.
+
+Operations may have any length: an access waits for the positions ``Trace.dep_pos[dep_ptr[i]:
+dep_ptr[i+1]]`` of its operation, and the finish-time scratch is sized by the trace's largest position.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+import threading
 from dataclasses import dataclass
 
 import numpy as np
 
 from vmemmap.cost.cpu import PSC_LEVELS, SIZE_NAMES, SIZE_SHIFT, Cpu
 from vmemmap.cost.trace import KIND_NAMES, Trace
-from vmemmap.paging.entry import _PAGE_PRESENT, _PAGE_PSE, PMD_PAGE_MASK, PTE_PFN_MASK, PUD_PAGE_MASK
+from vmemmap.paging.entry import _PAGE_PRESENT, PTE_PFN_MASK
 from vmemmap.paging.tables import PageTables
 
 try:
@@ -56,7 +62,6 @@ NF = 16
 FIELD_NAMES = ("l1tlb_miss_4k", "l1tlb_miss_2m", "l1tlb_miss_1g", "l2tlb_miss_4k", "l2tlb_miss_2m",
                "l2tlb_miss_1g", "walk_refs", "psc_hits", "data_miss_c0", "data_miss_c1", "data_miss_c2",
                "walk_miss_c0", "walk_miss_c1", "walk_miss_c2", "cycles", "faults")
-MAX_POS = 32
 
 
 def _level_of_step(levels: int, d: int) -> int:
@@ -168,7 +173,9 @@ class ScalarSim:
         """Per-op counters (rows = ops, columns = FIELD_NAMES)."""
         out = np.zeros((trace.n_ops, NF), dtype=np.int64)
         op = -1
-        finish = [0] * MAX_POS
+        finish = [0] * (int(trace.pos.max()) + 1 if trace.n else 1)
+        dep_ptr = trace.dep_ptr.tolist()
+        dep_pos = trace.dep_pos.tolist()
         op_max = 0
         for i in range(trace.n):
             p = int(trace.pos[i])
@@ -198,8 +205,7 @@ class ScalarSim:
                     if w.phys is None:
                         # a fault is counted and the access skipped; it finishes when its inputs do
                         row[F_FAULT] += 1
-                        dep = int(trace.dep[i])
-                        finish[p] = max((finish[q] for q in range(p) if dep >> q & 1), default=0)
+                        finish[p] = max((finish[q] for q in dep_pos[dep_ptr[i]:dep_ptr[i + 1]]), default=0)
                         self._say("    page fault: not mapped (access skipped)")
                         continue
                     phys = w.phys
@@ -246,8 +252,7 @@ class ScalarSim:
             for c in range(h):
                 row[F_DMISS + c] += 1
             lat += self._lat(h)
-            dep = int(trace.dep[i])
-            f = max((finish[q] for q in range(p) if dep >> q & 1), default=0)
+            f = max((finish[q] for q in dep_pos[dep_ptr[i]:dep_ptr[i + 1]]), default=0)
             finish[p] = f + lat
             op_max = max(op_max, finish[p])
             self._say(f"    data: {self._hit_name(h)} (+{self._lat(h)}); access costs {lat}, done at cycle {finish[p]}")
@@ -271,130 +276,289 @@ def _njit(fn):  # noqa: ANN001, ANN202
     return numba.njit(cache=True, nogil=True, error_model="numpy", _nrt=False)(fn) if COMPILED else fn
 
 
+_COMPILE_LOCK = threading.Lock()
+
+
+def _fix_index_no_wrap(context, builder, idxty, idx, size):  # noqa: ANN001, ANN202
+    """numba's ``fix_integer_index`` without negative-index wraparound (the kernel's indices are >= 0)."""
+    return context.cast(builder, idx, idxty, numba.types.intp if idxty.signed else numba.types.uintp)
+
+
+def _compiled(disp, args: tuple):  # noqa: ANN001, ANN202
+    """``disp`` compiled (or loaded from numba's cache) for ``args``' types, without numba's
+    negative-index wraparound: every array index in the kernel is >= 0, and a signed index otherwise
+    costs a compare and an add (and a live array length) on each of the loop's hundred-odd array
+    accesses. Lowering consults ``numba.np.arrayobj.fix_integer_index``; it is swapped only while
+    this one function compiles, under a lock, and restored."""
+    if not COMPILED:
+        return disp
+    sig = tuple(numba.typeof(a) for a in args)
+    if sig in disp.overloads:
+        return disp
+    from numba.np import arrayobj
+
+    if not callable(getattr(arrayobj, "fix_integer_index", None)):
+        return disp     # a numba without this hook: compile as usual (same results, a little slower)
+    with _COMPILE_LOCK:
+        if sig not in disp.overloads:
+            orig = arrayobj.fix_integer_index
+            arrayobj.fix_integer_index = _fix_index_no_wrap
+            try:
+                disp.compile(sig)
+            finally:
+                arrayobj.fix_integer_index = orig
+    return disp
+
+
 def _njit_inline(fn):  # noqa: ANN001, ANN202
     """Helpers are inlined into the loop (no per-call array reference counting)."""
     return numba.njit(cache=True, nogil=True, error_model="numpy", inline="always", _nrt=False)(fn) if COMPILED else fn
 
 
-# An LRU set is ``ways`` consecutive slots (tags) on a doubly linked recency list (``lnk``: next,
-# prev per slot; ``sst``: head = most recent, tail = least recent, ways filled per set): a hit moves
-# the slot to the front, an insert takes the lowest empty way or the tail -- the same choice as
-# ScalarSim's lowest empty way / minimum stamp, in O(1). Each set also counts its tags' 6-bit hashes:
-# a lookup whose counter is zero is a miss without scanning the ways (same result, faster).
-# ``now`` is ScalarSim's clock, kept in step but unused by the list.
+# Set layout. Every set of every array is one block of consecutive words: a 64-bit recency word
+# (two words of 32 bits), ``ways`` tags, for arrays of more than 16 ways ``ways`` LRU stamps, and for
+# TLBs ``ways`` payloads (page frame | size class). Tags never move: a lookup compares all of a
+# block's tags in one branch-free (vectorisable) pass.
+#
+# * Up to 16 ways (caches, most TLBs and PSCs): the recency word lists the way numbers as 4-bit
+#   nibbles, most recently used first. A hit moves its nibble to the front (a few bit operations, no
+#   search); a miss takes the way in the last nibble and puts it in front. Initially the nibbles read
+#   ``ways-1 .. 1, 0``, so the empty ways are taken lowest first -- ScalarSim's lowest empty way --
+#   and once the set is full the last nibble is its least recently used way (ScalarSim's minimum
+#   stamp). A miss is one compare pass and O(1) bookkeeping.
+# * More than 16 ways (fully associative L1 DTLBs and PSCs, wide L2 TLBs): per-way stamps from one
+#   clock that ticks on every hit and fill; a miss replaces the way with the smallest stamp. An empty
+#   way's stamp is its index, below every clock value, so the lowest empty way is taken first. Before
+#   the clock could overflow, each set's stamps are replaced by their ranks (order, hence every
+#   outcome, kept; :func:`_renumber`).
+#
+# Either way every set holds, after every step, the same keys as ScalarSim's -- same hits, misses
+# and evictions. Shortcuts that do not change outcomes: a cache or set-associative TLB lookup first
+# compares the set's most recent way (nibble 0; a hit there changes nothing); a fully associative
+# TLB array first compares the two ways that hit last; TLB and PSC sets of more than 16 ways, and
+# fully associative ones, keep 64 hash counters of their tags, and a key whose counter is zero is a
+# miss without a scan (``t_cnt``/``p_cnt``; caches have none). A stored tag is ``x // sets + 1`` for set ``x % sets``
+# (x = line, page number or table index; TLB and PSC tags also carry the size class / level in 2 low
+# bits; 0 = empty), so cache blocks are uint32 whenever the machine's physical addresses allow
+# (BulkState.new decides); TLB and PSC blocks are int64.
 
-@_njit_inline
-def _h(key):  # noqa: ANN001, ANN202
-    return np.int64((np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(58))
-
-
-@_njit_inline
-def _set(x, sets):  # noqa: ANN001, ANN202
-    """``x % sets`` without a division when ``sets`` is a power of two (x >= 0)."""
-    if sets & (sets - 1) == 0:
-        return x & (sets - 1)
-    return x % sets
-
-
-@_njit_inline
-def _front(lnk, sst, sidx, j):  # noqa: ANN001, ANN202
-    """Make slot ``j`` (already linked in set ``sidx``) the most recently used."""
-    h = sst[3 * sidx]
-    if h == j:
-        return
-    p = lnk[2 * j + 1]
-    n = lnk[2 * j]
-    lnk[2 * p] = n
-    if n >= 0:
-        lnk[2 * n + 1] = p
-    else:
-        sst[3 * sidx + 1] = p
-    lnk[2 * j + 1] = -1
-    lnk[2 * j] = h
-    lnk[2 * h + 1] = j
-    sst[3 * sidx] = j
+CLOCK_LIMIT = (1 << 32) - (1 << 12)    # renumber stamps before the clock gets this close to 2**32
+NIBBLE_WAYS = 16                       # arrays of up to this many ways keep a nibble recency word
+_U = np.uint64
 
 
-@_njit_inline
-def _lookup(tag, lnk, cnt, sst, base, sidx, ways, key, now):  # noqa: ANN001, ANN202
-    j = sst[3 * sidx]
-    if tag[j] == key:
-        return j
-    if cnt[sidx * 64 + _h(key)] == 0:
-        return -1
-    for w in range(sst[3 * sidx + 2]):
-        if tag[base + w] == key:
-            _front(lnk, sst, sidx, base + w)
-            return base + w
-    return -1
+def _words(ways: int, payload: bool) -> int:
+    """Words per set: recency word (2), tags, stamps (more than NIBBLE_WAYS ways), payloads (TLBs)."""
+    return 2 + ways * (1 + (ways > NIBBLE_WAYS) + payload)
+
+
+def _initial_order(ways: int) -> int:
+    """The recency word of an empty set: nibbles ``ways-1, ..., 1, 0`` (way 0 is taken first)."""
+    return sum((ways - 1 - p) << (4 * p) for p in range(min(ways, NIBBLE_WAYS)))
 
 
 @_njit_inline
-def _insert(tag, lnk, cnt, sst, base, sidx, ways, key, now):  # noqa: ANN001, ANN202
-    fill = sst[3 * sidx + 2]
-    if fill < ways:
-        # the lowest empty way, as ScalarSim picks it; linked in at the front
-        j = base + fill
-        sst[3 * sidx + 2] = fill + 1
-        if fill == 0:
-            lnk[2 * j] = -1
-            lnk[2 * j + 1] = -1
-            sst[3 * sidx] = j
-            sst[3 * sidx + 1] = j
-        else:
-            h = sst[3 * sidx]
-            lnk[2 * j] = h
-            lnk[2 * j + 1] = -1
-            lnk[2 * h + 1] = j
-            sst[3 * sidx] = j
-    else:
-        # the least recently used way (the list's tail): ScalarSim's minimum stamp
-        j = sst[3 * sidx + 1]
-        cnt[sidx * 64 + _h(tag[j])] -= 1
-        _front(lnk, sst, sidx, j)
-    cnt[sidx * 64 + _h(key)] += 1
-    tag[j] = key
-    return j
+def _split(x, sets, sshift):  # noqa: ANN001, ANN202
+    """(``x % sets``, ``x // sets``) for ``x`` >= 0; ``sshift`` = log2(sets), or -1 if not a power of two."""
+    if sshift >= 0:
+        return x & (sets - 1), x >> sshift
+    return x % sets, x // sets
 
 
 @_njit_inline
-def _cache_access(phys, c_sets, c_ways, c_lshift, c_off, c_soff, c_tag, c_lnk, c_cnt, c_sst, now):  # noqa: ANN001, ANN202
+def _any(blk, one, tb, ways, t):  # noqa: ANN001, ANN202
+    """Whether tag ``t`` is among the ``ways`` tags at ``tb``: an OR of compares, no early exit,
+    unsigned indices and ``t`` in the block's own dtype (via ``one``), so LLVM emits SIMD compares."""
+    one[0] = t
+    tt = one[0]
+    ub = _U(tb)
+    m = False
+    for w in range(ways):
+        m |= blk[ub + _U(w)] == tt
+    return m
+
+
+@_njit_inline
+def _find(blk, one, tb, ways, t):  # noqa: ANN001, ANN202
+    """The way holding tag ``t`` (known present; else -1)."""
+    one[0] = t
+    tt = one[0]
+    ub = _U(tb)
+    hw = -1
+    for w in range(ways):
+        if blk[ub + _U(w)] == tt:
+            hw = w
+    return hw
+
+
+@_njit_inline
+def _find3(blk, tb, ways, t0, t1, t2):  # noqa: ANN001, ANN202
+    """The way holding any of three tags (at most one is present), or -1."""
+    ub = _U(tb)
+    hw = -1
+    for w in range(ways):
+        x = blk[ub + _U(w)]
+        if (x == t0) | (x == t1) | (x == t2):
+            hw = w
+    return hw
+
+
+@_njit_inline
+def _find4(blk, tb, ways, t0, t1, t2, t3):  # noqa: ANN001, ANN202
+    """The ways holding each of four tags (-1 where absent), in one pass."""
+    ub = _U(tb)
+    h0 = h1 = h2 = h3 = -1
+    for w in range(ways):
+        x = blk[ub + _U(w)]
+        h0 = w if x == t0 else h0
+        h1 = w if x == t1 else h1
+        h2 = w if x == t2 else h2
+        h3 = w if x == t3 else h3
+    return h0, h1, h2, h3
+
+
+@_njit_inline
+def _h(t):  # noqa: ANN001, ANN202
+    """A 6-bit hash of a tag (XOR fold: no wrapping arithmetic)."""
+    return np.int64((t ^ (t >> 6) ^ (t >> 12) ^ (t >> 18) ^ (t >> 24)) & 63)
+
+
+@_njit_inline
+def _maybe(cnt, co, t):  # noqa: ANN001, ANN202
+    """False when tag ``t`` is certainly not in the set whose 64 hash counters start at ``co``."""
+    return t > 0 and cnt[co + _h(t)] != 0
+
+
+@_njit_inline
+def _replace(cnt, co, old, t):  # noqa: ANN001, ANN202
+    """Keep a set's hash counters right when tag ``old`` (0: empty) gives way to ``t``."""
+    if old != 0:
+        cnt[co + _h(old)] -= 1
+    cnt[co + _h(t)] += 1
+
+
+@_njit_inline
+def _used(blk, b, ways, w, clk):  # noqa: ANN001, ANN202
+    """Way ``w`` of the set at ``b`` was just used: make it the most recent; the clock."""
+    if ways <= 16:
+        if np.int64(blk[b] & 15) == w:
+            return clk                      # already the most recent
+        o = _U(blk[b]) | (_U(blk[b + 1]) << _U(32))
+        # the nibble equal to w: the zero nibbles of o ^ w...w flagged in their top bit (exactly, and
+        # without wrapping arithmetic); u = 1 << 4p for the lowest, position p; move it to the front
+        x = o ^ (_U(w) * _U(0x1111111111111111))
+        z = ~(((x & _U(0x7777777777777777)) + _U(0x7777777777777777)) | x) & _U(0x8888888888888888)
+        u = (z & (~z + _U(1))) >> _U(3)
+        below = u - _U(1)
+        o = (o & ~(below | (u * _U(15)))) | ((o & below) << _U(4)) | _U(w)
+        blk[b] = o & _U(0xFFFFFFFF)
+        blk[b + 1] = o >> _U(32)
+        return clk
+    clk += 1
+    blk[b + 2 + ways + w] = clk
+    return clk
+
+
+@_njit_inline
+def _victim(blk, b, ways, clk):  # noqa: ANN001, ANN202
+    """The way a miss in the set at ``b`` replaces, made the most recent; (way, clock)."""
+    if ways <= 16:
+        o = _U(blk[b]) | (_U(blk[b + 1]) << _U(32))
+        sh = _U(4 * (ways - 1))
+        v = (o >> sh) & _U(15)
+        o = ((o & ~(_U(15) << sh)) << _U(4)) | v
+        blk[b] = o & _U(0xFFFFFFFF)
+        blk[b + 1] = o >> _U(32)
+        return np.int64(v), clk
+    s = _U(b + 2 + ways)
+    mn = blk[s]
+    for w in range(1, ways):
+        x = blk[s + _U(w)]
+        mn = x if x < mn else mn
+    v = 0
+    for w in range(ways):
+        if blk[s + _U(w)] == mn:
+            v = w
+    clk += 1
+    blk[s + _U(v)] = clk
+    return v, clk
+
+
+@_njit_inline
+def _renumber(blk, sets, ways, off, words, rank):  # noqa: ANN001, ANN202
+    """Replace the stamps of each set of more than 16 ways by their ranks (order kept)."""
+    for a in range(sets.shape[0]):
+        w_ = ways[a]
+        if w_ <= 16:
+            continue
+        for st in range(sets[a]):
+            s = off[a] + st * words[a] + 2 + w_
+            for w in range(w_):
+                r = 0
+                for x in range(w_):
+                    if blk[s + x] < blk[s + w]:
+                        r += 1
+                rank[w] = r
+            for w in range(w_):
+                blk[s + w] = rank[w]
+
+
+@_njit_inline
+def _hit(blk, one, b, ways, t, clk):  # noqa: ANN001, ANN202
+    """Look tag ``t`` up in the set at ``b``; on a hit make it the most recent. (way or -1, clock).
+    A hit on the most recent way (nibble 0) is one compare and changes nothing."""
+    if ways <= 16:
+        w0 = np.int64(blk[b] & 15)
+        if blk[b + 2 + w0] == t:
+            return w0, clk
+    if _any(blk, one, b + 2, ways, t):
+        w = _find(blk, one, b + 2, ways, t)
+        return w, _used(blk, b, ways, w, clk)
+    return -1, clk
+
+
+@_njit_inline
+def _cache_access(phys, c_sets, c_ways, c_sshift, c_lshift, c_off, c_words, c_blk, c_one, clk):  # noqa: ANN001, ANN202
+    """Index of the cache level that hit (``len`` = DRAM), filling the levels above it; the clock."""
     nc = c_sets.shape[0]
-    hit = nc
+    h = nc
     for c in range(nc):
-        line = phys >> c_lshift[c]
-        st = _set(line, c_sets[c])
-        now += 1
-        if _lookup(c_tag, c_lnk, c_cnt, c_sst, c_off[c] + st * c_ways[c], c_soff[c] + st, c_ways[c], line,
-                   now) >= 0:
-            hit = c
+        st, q = _split(phys >> c_lshift[c], c_sets[c], c_sshift[c])
+        b = c_off[c] + st * c_words[c]
+        w, clk = _hit(c_blk, c_one, b, c_ways[c], q + 1, clk)
+        if w >= 0:
+            h = c
             break
-    for c in range(hit):
-        line = phys >> c_lshift[c]
-        st = _set(line, c_sets[c])
-        now += 1
-        _insert(c_tag, c_lnk, c_cnt, c_sst, c_off[c] + st * c_ways[c], c_soff[c] + st, c_ways[c], line, now)
-    return hit, now
+    for c in range(h):
+        st, q = _split(phys >> c_lshift[c], c_sets[c], c_sshift[c])
+        b = c_off[c] + st * c_words[c]
+        v, clk = _victim(c_blk, b, c_ways[c], clk)
+        c_blk[b + 2 + v] = q + 1
+    return h, clk
 
 
 @_njit
-def _kernel(vaddr, pos, dep, per_op, out, lin_mask, levels, shifts, tphys, tables, child,
-            t_level, t_mask, t_smash, t_sets, t_ways, t_off, t_soff, t_tag, t_lnk, t_cnt, t_sst, t_frame, t_real,
-            pr_start, pr_n, pr_s, pr_sc, pr_last,
-            p_mask, p_sets, p_ways, p_off, p_soff, p_tag, p_lnk, p_cnt, p_sst,
-            c_sets, c_ways, c_lshift, c_lat, c_off, c_soff, c_tag, c_lnk, c_cnt, c_sst,
-            dram, l2lat, state, scratch):  # noqa: ANN001, ANN202
-    finish = scratch[0]
-    ephys = scratch[1]
+def _kernel(vaddr, pos, dep_ptr, dep_pos, per_op, out, lin_mask, levels, shifts, tphys, tables, child,
+            t_level, t_mask, t_smash, t_sets, t_ways, t_sshift, t_off, t_words, t_blk, t_recent, t_filt, t_coff, t_cnt,
+            lv_start, lv_n, lv_arr, lv_last,
+            p_mask, p_sets, p_ways, p_sshift, p_off, p_words, p_blk, p_filt, p_coff, p_cnt, p_recent,
+            c_sets, c_ways, c_sshift, c_lshift, c_lat, c_off, c_words, c_blk,
+            dram, l2lat, state, clock_limit, finish, ephys, rank, t_one, p_one, c_one):  # noqa: ANN001, ANN202
     nc = c_sets.shape[0]
     nt = t_level.shape[0]
     npsc = p_mask.shape[0]
+    psc_fa = npsc == 1 and p_sets[0] == 1 and p_off[0] == 0
     n = vaddr.shape[0]
-    now = state[0]
+    clk = state[0]
     op = -1
     op_max = 0
     row = 0
     for i in range(n):
+        if clk > clock_limit:
+            _renumber(t_blk, t_sets, t_ways, t_off, t_words, rank)
+            _renumber(p_blk, p_sets, p_ways, p_off, p_words, rank)
+            _renumber(c_blk, c_sets, c_ways, c_off, c_words, rank)
+            clk = state[1]
         p = pos[i]
         if p == 0:
             if op >= 0:
@@ -411,26 +575,66 @@ def _kernel(vaddr, pos, dep, per_op, out, lin_mask, levels, shifts, tphys, table
         for level in range(1, 3):
             if level == 2:
                 lat += l2lat
-            np_ = pr_n[level]
-            first = pr_last[level]
-            for k in range(np_):
+            na = lv_n[level]
+            first = lv_last[level]
+            for k in range(na):
                 kk = first + k
-                if kk >= np_:
-                    kk -= np_
-                j = pr_start[level] + kk      # the probe that hit last is tried first
-                s = pr_s[j]
-                sc = pr_sc[j]
-                sh = 12 + 9 * sc
-                vpn = lin >> sh
-                st = _set(vpn, t_sets[s])
-                now += 1
-                idx = _lookup(t_tag, t_lnk, t_cnt, t_sst, t_off[s] + st * t_ways[s], t_soff[s] + st,
-                              t_ways[s], vpn * 4 + sc, now)
-                if idx >= 0:
-                    phys = t_frame[idx] + (lin & ((1 << sh) - 1))
-                    real = t_real[idx]
+                if kk >= na:
+                    kk -= na
+                s = lv_arr[lv_start[level] + kk]      # the array that hit last is tried first (at most one can hit)
+                w_ = t_ways[s]
+                m = t_mask[s]
+                hw = -1
+                b = 0
+                if t_sets[s] == 1:
+                    # fully associative: the two ways that hit last are checked first (a key is in at
+                    # most one way, so this is exact), then one pass for every page size the array holds
+                    b = t_off[s]
+                    k0 = (lin >> 12) * 4 + 1 if m & 1 else -1
+                    k1 = (lin >> 21) * 4 + 2 if m & 2 else -1
+                    k2 = (lin >> 30) * 4 + 3 if m & 4 else -1
+                    r0 = t_recent[2 * s]
+                    x = t_blk[b + 2 + r0]
+                    if (x == k0) | (x == k1) | (x == k2):
+                        hw = r0
+                    else:
+                        r1 = t_recent[2 * s + 1]
+                        x = t_blk[b + 2 + r1]
+                        if (x == k0) | (x == k1) | (x == k2):
+                            hw = r1
+                        elif not t_filt[s]:
+                            hw = _find3(t_blk, b + 2, w_, k0, k1, k2)
+                        else:
+                            co = t_coff[s]
+                            k0 = k0 if _maybe(t_cnt, co, k0) else -1
+                            k1 = k1 if _maybe(t_cnt, co, k1) else -1
+                            k2 = k2 if _maybe(t_cnt, co, k2) else -1
+                            if k0 > 0 or k1 > 0 or k2 > 0:
+                                hw = _find3(t_blk, b + 2, w_, k0, k1, k2)
+                        if hw >= 0:
+                            t_recent[2 * s + 1] = r0
+                            t_recent[2 * s] = hw
+                else:
+                    for sc in range(3):
+                        if (m >> sc) & 1:
+                            st, q = _split(lin >> (12 + 9 * sc), t_sets[s], t_sshift[s])
+                            b = t_off[s] + st * t_words[s]
+                            key = q * 4 + sc + 1
+                            if w_ <= 16 and t_blk[b + 2 + (t_blk[b] & 15)] == key:
+                                hw = np.int64(t_blk[b] & 15)           # the set's most recent way
+                                break
+                            if (not t_filt[s] or _maybe(t_cnt, t_coff[s] + st * 64, key)) and \
+                                    _any(t_blk, t_one, b + 2, w_, key):
+                                hw = _find(t_blk, t_one, b + 2, w_, key)
+                                break
+                if hw >= 0:
+                    clk = _used(t_blk, b, w_, hw, clk)
+                    sc = (t_blk[b + 2 + hw] - 1) & 3
+                    pl = t_blk[b + t_words[s] - w_ + hw]
+                    real = pl & 3
+                    phys = (pl - real) + (lin & ((1 << (12 + 9 * sc)) - 1))
                     found = True
-                    pr_last[level] = kk
+                    lv_last[level] = kk
                     break
             if found:
                 break
@@ -465,22 +669,64 @@ def _kernel(vaddr, pos, dep, per_op, out, lin_mask, levels, shifts, tphys, table
             if leaf < 0:
                 out[row, 15] += 1
                 f = 0
-                for q in range(p):
-                    if (dep[i] >> q) & 1 and finish[q] > f:
-                        f = finish[q]
+                for e in range(dep_ptr[i], dep_ptr[i + 1]):
+                    if finish[dep_pos[e]] > f:
+                        f = finish[dep_pos[e]]
                 finish[p] = f
                 continue
             start = 0
-            for d in range(leaf - 1, -1, -1):
-                hw = levels - 2 - d
+            if psc_fa and leaf >= 1:
+                # one fully associative PSC holds every level: one pass over its tags for all of them
+                k4 = ephys[8:12]          # scratch: the four keys
+                for d in range(4):
+                    hw_ = levels - 2 - d
+                    k4[d] = (lin >> shifts[d]) * 4 + hw_ + 1 if d < leaf and (p_mask[0] >> hw_) & 1 else -1
+                    if p_filt[0] and not _maybe(p_cnt, 0, k4[d]):
+                        k4[d] = -1
+                f0 = f1 = f2 = f3 = -1
+                dmax = 3
+                while dmax >= 0 and k4[dmax] < 0:
+                    dmax -= 1
+                fd = -1
+                fw = -1
+                if dmax >= 0:
+                    # the deepest candidate in one of the two ways that hit last: no deeper key can
+                    # hit (none is a candidate), so this is the walk's PSC hit without a search
+                    if p_blk[2 + p_recent[0]] == k4[dmax]:
+                        fw = p_recent[0]
+                    elif p_blk[2 + p_recent[1]] == k4[dmax]:
+                        fw = p_recent[1]
+                    else:
+                        f0, f1, f2, f3 = _find4(p_blk, 2, p_ways[0], k4[0], k4[1], k4[2], k4[3])
+                if fw >= 0:
+                    fd = dmax
+                elif f3 >= 0:
+                    fd, fw = 3, f3
+                elif f2 >= 0:
+                    fd, fw = 2, f2
+                elif f1 >= 0:
+                    fd, fw = 1, f1
+                elif f0 >= 0:
+                    fd, fw = 0, f0
+                if fd >= 0:
+                    if fw != p_recent[0]:
+                        p_recent[1] = p_recent[0]
+                        p_recent[0] = fw
+                    clk = _used(p_blk, 0, p_ways[0], fw, clk)
+                    start = fd + 1
+                    out[row, 7] += 1
+            for d in range(leaf - 1 if not psc_fa else -1, -1, -1):
+                hw_ = levels - 2 - d
                 pk = lin >> shifts[d]
                 hitp = False
                 for s in range(npsc):
-                    if (p_mask[s] >> hw) & 1:
-                        st = _set(pk, p_sets[s])
-                        now += 1
-                        if _lookup(p_tag, p_lnk, p_cnt, p_sst, p_off[s] + st * p_ways[s], p_soff[s] + st,
-                                   p_ways[s], pk * 4 + hw, now) >= 0:
+                    if (p_mask[s] >> hw_) & 1:
+                        st, q = _split(pk, p_sets[s], p_sshift[s])
+                        b = p_off[s] + st * p_words[s]
+                        if (not p_filt[s] or _maybe(p_cnt, p_coff[s] + st * 64, q * 4 + hw_ + 1)) and \
+                                _any(p_blk, p_one, b + 2, p_ways[s], q * 4 + hw_ + 1):
+                            clk = _used(p_blk, b, p_ways[s], _find(p_blk, p_one, b + 2, p_ways[s], q * 4 + hw_ + 1),
+                                        clk)
                             hitp = True
                             break
                 if hitp:
@@ -488,20 +734,23 @@ def _kernel(vaddr, pos, dep, per_op, out, lin_mask, levels, shifts, tphys, table
                     out[row, 7] += 1
                     break
             for d in range(start, leaf + 1):
-                h, now = _cache_access(ephys[d], c_sets, c_ways, c_lshift, c_off, c_soff, c_tag, c_lnk, c_cnt, c_sst, now)
+                h, clk = _cache_access(ephys[d], c_sets, c_ways, c_sshift, c_lshift, c_off, c_words, c_blk, c_one,
+                                       clk)
                 for c in range(h):
                     out[row, 11 + c] += 1
                 out[row, 6] += 1
                 lat += c_lat[h] if h < nc else dram
             for d in range(start, leaf):
-                hw = levels - 2 - d
+                hw_ = levels - 2 - d
                 pk = lin >> shifts[d]
                 for s in range(npsc):
-                    if (p_mask[s] >> hw) & 1:
-                        st = _set(pk, p_sets[s])
-                        now += 1
-                        _insert(p_tag, p_lnk, p_cnt, p_sst, p_off[s] + st * p_ways[s], p_soff[s] + st,
-                                p_ways[s], pk * 4 + hw, now)
+                    if (p_mask[s] >> hw_) & 1:
+                        st, q = _split(pk, p_sets[s], p_sshift[s])
+                        b = p_off[s] + st * p_words[s]
+                        v, clk = _victim(p_blk, b, p_ways[s], clk)
+                        if p_filt[s]:
+                            _replace(p_cnt, p_coff[s] + st * 64, p_blk[b + 2 + v], q * 4 + hw_ + 1)
+                        p_blk[b + 2 + v] = q * 4 + hw_ + 1
             out[row, 3 + real] += 1
         if hit_level >= 2:
             out[row, 0 + real] += 1
@@ -516,35 +765,36 @@ def _kernel(vaddr, pos, dep, per_op, out, lin_mask, levels, shifts, tphys, table
                     if not (t_mask[s] >> sc) & 1:
                         continue
                     sh = 12 + 9 * sc
-                    vpn = lin >> sh
-                    st = _set(vpn, t_sets[s])
-                    now += 1
-                    idx = _insert(t_tag, t_lnk, t_cnt, t_sst, t_off[s] + st * t_ways[s], t_soff[s] + st,
-                                  t_ways[s], vpn * 4 + sc, now)
-                    t_frame[idx] = phys - (lin & ((1 << sh) - 1))
-                    t_real[idx] = real
-        h, now = _cache_access(phys, c_sets, c_ways, c_lshift, c_off, c_soff, c_tag, c_lnk, c_cnt, c_sst, now)
+                    w_ = t_ways[s]
+                    st, q = _split(lin >> sh, t_sets[s], t_sshift[s])
+                    b = t_off[s] + st * t_words[s]
+                    v, clk = _victim(t_blk, b, w_, clk)
+                    if t_filt[s]:
+                        _replace(t_cnt, t_coff[s] + st * 64, t_blk[b + 2 + v], q * 4 + sc + 1)
+                    t_blk[b + 2 + v] = q * 4 + sc + 1
+                    t_blk[b + t_words[s] - w_ + v] = (phys - (lin & ((1 << sh) - 1))) | real
+        h, clk = _cache_access(phys, c_sets, c_ways, c_sshift, c_lshift, c_off, c_words, c_blk, c_one, clk)
         for c in range(h):
             out[row, 8 + c] += 1
         lat += c_lat[h] if h < nc else dram
         f = 0
-        dm = dep[i]
-        for q in range(p):
-            if (dm >> q) & 1 and finish[q] > f:
-                f = finish[q]
+        for e in range(dep_ptr[i], dep_ptr[i + 1]):
+            if finish[dep_pos[e]] > f:
+                f = finish[dep_pos[e]]
         finish[p] = f + lat
         if finish[p] > op_max:
             op_max = finish[p]
     if op >= 0:
         out[row, 14] += op_max
-    state[0] = now
+    state[0] = clk
 
 
-def _offsets(sets: np.ndarray, ways: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, int]:
-    sizes = sets * ways
-    off = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64)
-    soff = np.concatenate(([0], np.cumsum(sets)[:-1])).astype(np.int64)
-    return off, soff, int(sizes.sum()), int(sets.sum())
+def _aligned_zeros(n: int, dtype: type) -> np.ndarray:
+    """``n`` zeros starting on a 64-byte boundary (a host cache line)."""
+    item = np.dtype(dtype).itemsize
+    raw = np.zeros(n + 64 // item, dtype=dtype)
+    skip = (-raw.ctypes.data % 64) // item
+    return raw[skip:skip + n]
 
 
 @dataclass
@@ -559,51 +809,68 @@ class BulkState:
     tables: np.ndarray
     child: np.ndarray     # snapshot index of the table each entry points to (-1: leaf or not present)
     arrays: dict[str, np.ndarray]
-    state: np.ndarray     # [LRU clock, pgd phys]
+    state: np.ndarray     # [LRU clock, clock value after a renumbering (the most ways of any array)]
+    clock_limit: int = CLOCK_LIMIT
 
     @classmethod
-    def new(cls, cpu: Cpu, tables: PageTables) -> BulkState:
+    def new(cls, cpu: Cpu, tables: PageTables, clock_limit: int = CLOCK_LIMIT) -> BulkState:
         tphys, tarr = snapshot_tables(tables)
         a: dict[str, np.ndarray] = {}
+        # the highest physical address a walk can produce: a table page, or a leaf frame + 1 GiB
+        present = (tarr & np.uint64(_PAGE_PRESENT)) != 0
+        top = max(int(tphys.max()) + 4096 if len(tphys) else 0,
+                  int((tarr[present] & np.uint64(PTE_PFN_MASK)).max()) + (1 << 30) if present.any() else 0)
 
-        def storage(prefix: str, sets: list[int], ways: list[int]) -> None:
-            a[prefix + "sets"] = np.array(sets, dtype=np.int64)
+        def storage(prefix: str, sets: list[int], ways: list[int], payload: bool, dtype: type) -> None:
+            """One block of :func:`_words` words per set; each array starts on a host cache line."""
+            s = np.array(sets, dtype=np.int64)
+            a[prefix + "sets"] = s
             a[prefix + "ways"] = np.array(ways, dtype=np.int64)
-            off, soff, n, ns = _offsets(a[prefix + "sets"], a[prefix + "ways"])
-            a[prefix + "off"], a[prefix + "soff"] = off, soff
-            a[prefix + "tag"] = np.full(max(n, 1), -1, dtype=np.int64)
-            a[prefix + "lnk"] = np.full(2 * max(n, 1), -1, dtype=np.int64)     # next, prev slot per way
-            a[prefix + "cnt"] = np.zeros(max(ns, 1) * 64, dtype=np.uint8 if max(ways, default=1) < 256 else np.int32)
-            # per set: most recently used slot (list head), least recently used (tail), ways filled
-            sst = np.zeros((max(ns, 1), 3), dtype=np.int64)
-            if sets:
-                first = np.repeat(off, a[prefix + "sets"]) + \
-                    np.concatenate([np.arange(k) * w for k, w in zip(sets, ways)]).astype(np.int64)
-                sst[:ns, 0] = first
-                sst[:ns, 1] = first
-            a[prefix + "sst"] = sst.ravel()
+            a[prefix + "sshift"] = np.array([x.bit_length() - 1 if x & (x - 1) == 0 else -1 for x in sets],
+                                            dtype=np.int64)
+            words = np.array([_words(w, payload) for w in ways], dtype=np.int64)
+            a[prefix + "words"] = words
+            per_line = 64 // np.dtype(dtype).itemsize
+            sizes = -(-(s * words) // per_line) * per_line
+            off = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64)
+            a[prefix + "off"] = off
+            blk = _aligned_zeros(max(int(sizes.sum()), 1), dtype)
+            for i, (ns, w) in enumerate(zip(sets, ways)):
+                v = blk[off[i]:off[i] + ns * words[i]].reshape(ns, words[i])
+                o = _initial_order(w)
+                v[:, 0], v[:, 1] = o & 0xFFFFFFFF, o >> 32
+                if w > NIBBLE_WAYS:
+                    v[:, 2 + w:2 + 2 * w] = np.arange(w)       # an empty way's stamp: its index
+            a[prefix + "blk"] = blk
+            # 64 hash counters per set (a miss filter) for arrays of more than NIBBLE_WAYS ways and
+            # fully associative ones (used for TLBs and PSCs only)
+            filt = (np.array(ways, dtype=np.int64) > NIBBLE_WAYS) | (s == 1)
+            a[prefix + "filt"] = filt.astype(np.int64)
+            nc = np.where(filt, s * 64, 0)
+            a[prefix + "coff"] = np.concatenate(([0], np.cumsum(nc)[:-1])).astype(np.int64)
+            a[prefix + "cnt"] = np.zeros(max(int(nc.sum()), 1), dtype=np.int32)
 
         ts = cpu.tlbs
         a["t_level"] = np.array([t.level for t in ts], dtype=np.int64)
         a["t_mask"] = np.array([sum(1 << SIZE_NAMES.index(s) for s in t.page_sizes) for t in ts], dtype=np.int64)
         a["t_smash"] = np.array([int(t.smash_1g) for t in ts], dtype=np.int64)
-        storage("t_", [t.sets for t in ts], [t.ways for t in ts])
-        # lookup probes per TLB level: (array, entry size class) pairs
-        probes = {lv: [(i, sc) for i, t in enumerate(ts) if t.level == lv for sc in range(3)
-                       if SIZE_NAMES[sc] in t.page_sizes] for lv in (1, 2)}
-        a["pr_start"] = np.array([0, 0, len(probes[1])], dtype=np.int64)
-        a["pr_n"] = np.array([0, len(probes[1]), len(probes[2])], dtype=np.int64)
-        a["pr_s"] = np.array([i for lv in (1, 2) for i, _ in probes[lv]] or [0], dtype=np.int64)
-        a["pr_sc"] = np.array([sc for lv in (1, 2) for _, sc in probes[lv]] or [0], dtype=np.int64)
-        a["pr_last"] = np.zeros(3, dtype=np.int64)
-        a["t_frame"] = np.zeros(len(a["t_tag"]), dtype=np.int64)
-        a["t_real"] = np.zeros(len(a["t_tag"]), dtype=np.int64)
+        storage("t_", [t.sets for t in ts], [t.ways for t in ts], True, np.int64)
+        a["t_recent"] = np.zeros(2 * max(len(ts), 1), dtype=np.int64)   # per array: the two ways that hit last
+        # lookup order per TLB level: its arrays (rotated to start at the one that hit last)
+        arrs = {lv: [i for i, t in enumerate(ts) if t.level == lv] for lv in (1, 2)}
+        a["lv_start"] = np.array([0, 0, len(arrs[1])], dtype=np.int64)
+        a["lv_n"] = np.array([0, len(arrs[1]), len(arrs[2])], dtype=np.int64)
+        a["lv_arr"] = np.array(arrs[1] + arrs[2] or [0], dtype=np.int64)
+        a["lv_last"] = np.zeros(3, dtype=np.int64)
         ps = cpu.pscs
         a["p_mask"] = np.array([sum(1 << PSC_LEVELS[lv] for lv in p.levels) for p in ps], dtype=np.int64)
-        storage("p_", [p.sets for p in ps], [p.ways for p in ps])
+        storage("p_", [p.sets for p in ps], [p.ways for p in ps], False, np.int64)
+        a["p_recent"] = np.zeros(2, dtype=np.int64)     # a fully associative PSC: the two ways that hit last
         cs = cpu.caches
-        storage("c_", [c.sets for c in cs], [c.ways for c in cs])
-        a["c_lshift"] = np.array([c.line.bit_length() - 1 for c in cs], dtype=np.int64)
+        lshift = [c.line.bit_length() - 1 for c in cs]
+        narrow = all((top >> ls) // c.sets + 1 < (1 << 32) for c, ls in zip(cs, lshift))
+        storage("c_", [c.sets for c in cs], [c.ways for c in cs], False, np.uint32 if narrow else np.int64)
+        a["c_lshift"] = np.array(lshift, dtype=np.int64)
         a["c_lat"] = np.array([c.latency for c in cs], dtype=np.int64)
         # pgd first, then the rest in address order; child[t, i] = index of the table entry i points to
         order = np.concatenate(([int(np.searchsorted(tphys, tables.pgd_phys))],
@@ -615,8 +882,11 @@ class BulkState:
         cand = srt[pos]
         is_table = ((tarr & np.uint64(_PAGE_PRESENT)) != 0) & (tphys[cand] == nxt)
         child = np.where(is_table, cand, -1).astype(np.int64)
+        most = max([t.ways for t in ts] + [p.ways for p in ps] + [c.ways for c in cs] + [1])
+        if clock_limit < most + 1:
+            raise ValueError(f"clock_limit must exceed the largest associativity ({most})")
         return cls(cpu, (1 << tables.va_bits) - 1, tables.levels, np.array(tables.shifts, dtype=np.int64),
-                   tphys.astype(np.int64), tarr, child, a, np.array([0, tables.pgd_phys], dtype=np.int64))
+                   tphys.astype(np.int64), tarr, child, a, np.array([most, most], dtype=np.int64), clock_limit)
 
 
 def simulate(state: BulkState, trace: Trace, per_op: bool = False) -> np.ndarray:
@@ -625,15 +895,19 @@ def simulate(state: BulkState, trace: Trace, per_op: bool = False) -> np.ndarray
     out = np.zeros((trace.n_ops if per_op else 1, NF), dtype=np.int64)
     if trace.n == 0:
         return out
-    _kernel(trace.vaddr, trace.pos.astype(np.int64), trace.dep.astype(np.int64), per_op, out,
+    args = (trace.vaddr, trace.pos, trace.dep_ptr, trace.dep_pos, per_op, out,
             np.uint64(state.lin_mask), state.levels, state.shifts, state.tphys, state.tables, state.child,
-            a["t_level"], a["t_mask"], a["t_smash"], a["t_sets"], a["t_ways"], a["t_off"], a["t_soff"],
-            a["t_tag"], a["t_lnk"], a["t_cnt"], a["t_sst"], a["t_frame"], a["t_real"],
-            a["pr_start"], a["pr_n"], a["pr_s"], a["pr_sc"], a["pr_last"],
-            a["p_mask"], a["p_sets"], a["p_ways"], a["p_off"], a["p_soff"], a["p_tag"], a["p_lnk"], a["p_cnt"],
-            a["p_sst"], a["c_sets"], a["c_ways"], a["c_lshift"], a["c_lat"], a["c_off"], a["c_soff"], a["c_tag"],
-            a["c_lnk"], a["c_cnt"], a["c_sst"], state.cpu.dram_cycles, state.cpu.l2_tlb_latency, state.state,
-            np.zeros((2, MAX_POS), dtype=np.int64))
+            a["t_level"], a["t_mask"], a["t_smash"], a["t_sets"], a["t_ways"], a["t_sshift"], a["t_off"],
+            a["t_words"], a["t_blk"], a["t_recent"], a["t_filt"], a["t_coff"], a["t_cnt"],
+            a["lv_start"], a["lv_n"], a["lv_arr"], a["lv_last"],
+            a["p_mask"], a["p_sets"], a["p_ways"], a["p_sshift"], a["p_off"], a["p_words"], a["p_blk"],
+            a["p_filt"], a["p_coff"], a["p_cnt"], a["p_recent"],
+            a["c_sets"], a["c_ways"], a["c_sshift"], a["c_lshift"], a["c_lat"], a["c_off"], a["c_words"], a["c_blk"],
+            state.cpu.dram_cycles, state.cpu.l2_tlb_latency, state.state, state.clock_limit,
+            np.zeros(int(trace.pos.max()) + 1, dtype=np.int64), np.zeros(12, dtype=np.int64),
+            np.zeros(int(state.state[1]), dtype=np.int64), np.zeros(1, a["t_blk"].dtype),
+            np.zeros(1, a["p_blk"].dtype), np.zeros(1, a["c_blk"].dtype))
+    _compiled(_kernel, args)(*args)
     return out
 
 

@@ -101,6 +101,17 @@ class Era:
     # the era TOML's [hotplug] table: probe granularity, online types, zone choice, offline/remove,
     # usemap size class, memmap_on_memory scope, and how FLATMEM/DISCONTIGMEM hot-add (vmemmap.hotplug)
     hotplug: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    # the era TOML's [buddy] table: struct page / struct zone offsets, page flag bits and the rules of
+    # the buddy allocator's paths (vmemmap.cost.buddy): the step lists of the allocation and free paths
+    # (alloc, free, pcp_alloc, pcp_free, free_prepare), pcp_orders, the PageBuddy encoding (page_buddy),
+    # page_is_buddy's test order, where the pageblock bitmap lives (pageblock); keys a table leaves out
+    # take the 2.6 rules (vmemmap.cost.buddy.DEFAULTS); empty for eras whose allocator is not modelled
+    buddy: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    # --- what-if overrides (:func:`what_if`; never set by an era TOML) --------------------------------
+    #: None: the era map's CONFIG_DYNAMIC_MEMORY_LAYOUT; False: a build without it (constant
+    #: __PAGE_OFFSET, VMALLOC_START, VMEMMAP_START), see :func:`what_if`
+    dynamic_memory_layout: bool | None = None
+    what_ifs: tuple[str, ...] = ()   # the overrides applied, in words (shown in reports)
 
     # --- derived ------------------------------------------------------------------------------------
     def max_physmem_bits(self, la57: bool = False) -> int:
@@ -197,6 +208,7 @@ def load_era(name: str) -> Era:
         for m, r in d.pop("models").items()
     }
     hotplug = d.pop("hotplug", {})
+    buddy = d.pop("buddy", {})
     ints = {
         "max_physmem_bits_l4", "physical_mask_shift", "section_size_bits", "struct_page_size",
         "mem_section_size", "section_map_last_bit", "section_nid_shift", "usage_size", "nodes_shift",
@@ -215,7 +227,49 @@ def load_era(name: str) -> Era:
             kw[k] = v
     kw["models"] = models
     kw["hotplug"] = hotplug
+    kw["buddy"] = buddy
     return Era(**kw)
+
+
+# ---------------------------------------------------------------------- what-if variants of an era
+
+#: struct page sizes a what-if may ask for: multiples of 8 (the kernel's struct page holds unsigned
+#: longs and pointers) up to one cache line pair
+STRUCT_PAGE_SIZES = range(8, 129, 8)
+
+
+def what_if(era: Era, *, struct_page_size: int | None = None, flatmem: bool = False,
+            constant_layout: bool = False) -> Era:
+    """A copy of ``era`` with experiment overrides (the era's name, constants and maps are kept).
+
+    * ``struct_page_size``: ``sizeof(struct page)`` (56 in 2.6.x, 64 with HAVE_ALIGNED_STRUCT_PAGE);
+      every memmap size, ``pfn_to_page`` offset and the KASLR vmemmap region follow it.
+    * ``flatmem``: FLATMEM buildable on non-NUMA machines (x86-64 lost ``ARCH_FLATMEM_ENABLE`` in
+      2.6.26: arch/x86/Kconfig keeps it for X86_32 only), ``mem_map`` from the era's boot allocator.
+    * ``constant_layout``: a build without CONFIG_DYNAMIC_MEMORY_LAYOUT (arch/x86/Kconfig @ 6.1: it is
+      selected only by RANDOMIZE_MEMORY and X86_5LEVEL), so ``__PAGE_OFFSET``/``VMEMMAP_START`` are the
+      constants ``__PAGE_OFFSET_BASE_L4``/``__VMEMMAP_BASE_L4`` (page_64_types.h, pgtable_64_types.h)
+      and no conversion loads ``page_offset_base``/``vmemmap_base``. 4-level paging only, no KASLR.
+    """
+    import dataclasses
+
+    notes = list(era.what_ifs)
+    kw: dict[str, Any] = {}
+    if struct_page_size is not None:
+        if struct_page_size not in STRUCT_PAGE_SIZES:
+            raise InputError(f"struct page size {struct_page_size} must be a multiple of 8 from 8 to 128 bytes")
+        kw["struct_page_size"] = struct_page_size
+        notes.append(f"sizeof(struct page) = {struct_page_size}")
+    if flatmem:
+        models = dict(era.models)
+        models["flatmem"] = ModelRule(True, numa="never", what_if=True,
+                                      why="what-if: FLATMEM on x86-64 (ARCH_FLATMEM_ENABLE is X86_32 only after 2.6.25)")
+        kw["models"] = models
+        notes.append("FLATMEM allowed (non-NUMA)")
+    if constant_layout:
+        kw["dynamic_memory_layout"] = False
+        notes.append("CONFIG_DYNAMIC_MEMORY_LAYOUT=n (constant vmemmap, 4-level, no KASLR)")
+    return dataclasses.replace(era, what_ifs=tuple(notes), **kw)
 
 
 # ---------------------------------------------------------------------- which era is this kernel?
