@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what `vmemmap capture` needs on Debian (run as root): QEMU (TCG is enough), a static busybox
 # for the guest's initramfs, cpio, gcc + static libc for the /proc/kcore reader, and the apt tools that
-# fetch and unpack Debian's kernel package. Idempotent: apt-get install skips what is already there.
+# fetch and unpack Debian's kernel package; then chromium for the report's browser test. Idempotent:
+# apt-get install skips what is already there.
 set -euo pipefail
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -25,3 +26,9 @@ apt-get install -y -qq --no-install-recommends \
 command -v qemu-system-x86_64 >/dev/null
 test -x /bin/busybox
 echo "install-capture-deps.sh: $(qemu-system-x86_64 --version | head -1); busybox-static $(dpkg-query -W -f='${Version}' busybox-static)"
+
+# `vmemmap report`'s browser test (tests/test_report_browser.py) opens the report in Debian's chromium through
+# playwright (never `playwright install`: no browser download); a font so text renders in headless mode.
+apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
+command -v chromium >/dev/null
+echo "install-capture-deps.sh: $(chromium --version 2>/dev/null | head -1)"
