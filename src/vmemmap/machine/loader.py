@@ -3,7 +3,7 @@
 ``load_machine(spec)`` tries, in order:
 
 1. a built-in name (``builtin/*.toml`` in this package; ``builtin_machines()`` lists them by RAM);
-2. ``this`` (this host, :mod:`vmemmap.machine.this`);
+2. ``this`` (this host, :mod:`vmemmap.machine.this`) or ``this:ROOT`` (a host tree copied below ROOT);
 3. an existing file, whose format is recognised by its content, not its name:
 
    * an oracle capture: first line ``# cmd: qemu-system-...`` (:mod:`.capture`);
@@ -116,6 +116,8 @@ def load_machine(spec: str) -> Machine:
             return m
     if spec == "this":
         return read_this()
+    if spec.startswith("this:"):  # a copy of another host's /proc and /sys below a root directory
+        return read_this(Path(spec[5:]).expanduser())
     p = Path(spec).expanduser()
     if p.is_file():
         return load_machine_file(p)
