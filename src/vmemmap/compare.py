@@ -17,7 +17,7 @@ from rich.table import Table
 from vmemmap.eras import MODEL_NAMES, Era
 from vmemmap.errors import ModelNotBuildable
 from vmemmap.facts import hx, memmap_figures, memmap_mapping, op_loads, sample_pfn
-from vmemmap.kernel import BootOptions, boot, legal_models, resolve_model
+from vmemmap.kernel import BootOptions, Kernel, boot, legal_models, resolve_model
 from vmemmap.machine import Machine
 
 PTE_BUDGET = 256 << 20
@@ -25,8 +25,20 @@ PTE_BUDGET = 256 << 20
 OPS = ("pfn_to_page", "page_to_pfn", "virt_to_page", "page_address", "pfn_valid", "page_to_nid")
 
 
-def compare(machine: Machine, era: Era, la57: bool | None = None, progress: bool = False) -> dict[str, Any]:
-    """Boot every legal model and collect comparable facts (DESIGN.md contract 4)."""
+def compare(machine: Machine, era: Era, la57: bool | None = None, progress: bool = False,
+            kernels: dict[str, Kernel] | None = None) -> dict[str, Any]:
+    """Boot every legal model and collect comparable facts (DESIGN.md contract 4).
+
+    ``kernels`` maps a model name to a kernel the caller already booted from the same ``machine``,
+    ``era`` and ``BootOptions(la57=la57)`` (no KASLR): that model is read from it instead of booted again
+    (``vmemmap report`` passes its own kernel). A kernel of another machine, era or paging mode is an
+    error."""
+    kernels = dict(kernels or {})
+    for name, kk in kernels.items():
+        if not (kk.machine is machine or kk.machine == machine) or not (kk.era is era or kk.era == era) \
+                or kk.model_name != name or kk.options != BootOptions(la57=la57):
+            raise ValueError(f"compare: the kernel given for {name} was not booted from {machine.name} "
+                             f"under {era.name} with model {name} and BootOptions(la57={la57})")
     models = legal_models(era, machine)
     refused = []
     for m in MODEL_NAMES:
@@ -49,9 +61,12 @@ def compare(machine: Machine, era: Era, la57: bool | None = None, progress: bool
     if progress:
         from rich.progress import track
 
-        iterator = track(models, description=f"booting {len(models)} models", transient=True)
+        from vmemmap.console import make_console
+
+        iterator = track(models, description=f"booting {len(models)} models", transient=True,
+                         console=make_console(stderr=True))  # progress on stderr, never in the output
     for model in iterator:
-        k = boot(machine, era, model, BootOptions(la57=la57))
+        k = kernels.get(model) or boot(machine, era, model, BootOptions(la57=la57))
         if pfn is None:
             pfn = sample_pfn(k)
         mf = memmap_figures(k)

@@ -113,8 +113,10 @@ Deviations, each chosen so that a failing step leaves the state exactly as it wa
 from __future__ import annotations
 
 import errno as _errno
+import gc
 import hashlib
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 from vmemmap.errors import BootError, InputError, VmemmapError
@@ -351,9 +353,70 @@ class Hotplug:
     def _boot_blocks(self) -> None:
         """``memory_dev_init``: a block for every block-sized range with a present section, online; its
         node and zone from ``memory_block_add_nid`` → ``early_node_zone_for_memory_block`` (the one zone
-        of the one node whose span intersects the block, else NULL)."""
+        of the one node whose span intersects the block, else NULL).
+
+        Computed over arrays of blocks: each RAM range and each zone marks the run of blocks it
+        intersects (two bisections), so the cost grows with ranges, zones and nodes; only the
+        ``MemoryBlock`` records themselves are one per block. :meth:`_boot_blocks_reference` is the
+        block-by-block rule; tests prove both give the same blocks."""
+        import numpy as np
+
         k = self.k
         st = k.model.sections  # type: ignore[attr-defined]
+        nrs = np.asarray(st.present_array(), dtype=np.int64)
+        if nrs.size == 0:
+            return
+        bp = self.block_pages
+        q = np.sort(nrs // self.sections_per_block)
+        nrb = q[np.concatenate(([True], q[1:] != q[:-1]))]  # the blocks, ascending, each once
+        lo = nrb * bp
+        hi = lo + bp
+
+        def span(start: int, end: int) -> slice:
+            """The blocks that intersect [start, end): ``lo < end`` and ``hi > start``."""
+            return slice(int(np.searchsorted(hi, start, "right")), int(np.searchsorted(lo, end, "left")))
+
+        ranges = [(span(s, e), n) for s, e, n in k.ram_pfn_ranges()]
+        nid_count = np.zeros(nrb.size, dtype=np.int64)  # how many nodes' ranges intersect the block
+        nid_top = np.zeros(nrb.size, dtype=np.int64)    # the highest such nid (0 if none)
+        for nid in sorted({n for _, n in ranges}):
+            mark = np.zeros(nrb.size + 1, dtype=np.int64)
+            for sl, n in ranges:
+                if n == nid and sl.start < sl.stop:
+                    mark[sl.start] += 1
+                    mark[sl.stop] -= 1
+            hit = np.cumsum(mark[:-1]) > 0
+            nid_count += hit
+            nid_top[hit] = nid
+        single = nid_count == 1
+        zones = [z for z in k.zones if z.present_pages]
+        zone_count = np.zeros(nrb.size, dtype=np.int64)  # zones of the block's one node it intersects
+        zone_idx = np.zeros(nrb.size, dtype=np.int64)
+        for i, z in enumerate(zones):
+            sl = span(z.start_pfn, z.end_pfn)
+            m = single[sl] & (nid_top[sl] == z.nid)
+            zone_count[sl] += m
+            zone_idx[sl][m] = i
+        names = np.array([z.name for z in zones] + [None], dtype=object)
+        zone = names[np.where(zone_count == 1, zone_idx, len(zones))].tolist()
+        n = nrb.size
+        # one record per block: collection paused meanwhile (half a million new objects would trigger
+        # full collections of the whole simulated machine's heap, which hold nothing to collect)
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            self.blocks.update(zip(nrb.tolist(), map(
+                MemoryBlock, nrb.tolist(), lo.tolist(), repeat(bp, n), nid_top.tolist(), repeat("online", n),
+                zone, repeat("online", n), repeat(True, n))))
+        finally:
+            if paused:
+                gc.enable()
+
+    def _boot_blocks_reference(self) -> dict[int, MemoryBlock]:
+        """The block-by-block rule of :meth:`_boot_blocks` (tests compare the two)."""
+        k = self.k
+        st = k.model.sections  # type: ignore[attr-defined]
+        out: dict[int, MemoryBlock] = {}
         for b in sorted({int(nr) // self.sections_per_block for nr in st.present_array()}):
             lo, hi = b * self.block_pages, (b + 1) * self.block_pages
             nids = sorted({nid for s, e, nid in k.ram_pfn_ranges() if s < hi and e > lo})
@@ -363,7 +426,8 @@ class Hotplug:
             if len(nids) == 1:
                 zs = [z for z in zones_in if z.nid == nids[0]]
                 zone = zs[0].name if len(zs) == 1 else None
-            self.blocks[b] = MemoryBlock(b, lo, self.block_pages, nid, "online", zone, "online", early=True)
+            out[b] = MemoryBlock(b, lo, self.block_pages, nid, "online", zone, "online", early=True)
+        return out
 
     def block(self, ref: int | str) -> MemoryBlock:
         """A block by number or ``memoryN`` name (an unknown one is -ENODEV: no such sysfs device)."""

@@ -81,9 +81,8 @@ class SparseBase(MemoryModel):
 
     def sparse_init(self) -> None:
         """``sparse_init``: memmap per present section, then the encoded words."""
-        k, st = self.k, self.sections
+        st = self.sections
         early = ("EARLY",) if "EARLY" in self.era.section_flags else ()
-        pps = self.era.pages_per_section
         for nid, nrs in self.section_groups():
             usage0, stride = self.alloc_usemaps(nid, len(nrs))
             maps = self.populate_group(nid, nrs)

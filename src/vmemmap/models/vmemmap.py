@@ -122,6 +122,9 @@ class Vmemmap(SparseBase):
     config = "CONFIG_SPARSEMEM_VMEMMAP"
     supports_hotplug = True
     hotplug_note = "yes: a hot-added section's memmap is populated into the vmemmap window (98f3cfc1dc7a)"
+    #: tests only: populate 2.6.x memmaps with the literal per-section, per-leaf loop
+    #: (:meth:`_populate_per_leaf`) instead of the batched :meth:`_populate_sequential`
+    reference_loop = False
 
     def __init__(self, kernel, basepages: bool = False) -> None:  # noqa: ANN001
         from vmemmap.kernel import _PAGE_NX, PAGE_KERNEL
@@ -158,58 +161,87 @@ class Vmemmap(SparseBase):
             buffer = SparseBuffer(k, nid, buf, buf + msize * len(nrs))
             self._populate_runs(nrs, sec_bytes, nid, buffer)
             buffer.fini()
-        else:
-            def alloc(size: int) -> int:
-                # vmemmap_alloc_block(): __alloc_bootmem_node(size, size, __pa(MAX_DMA_ADDRESS))
-                return k.memblock.alloc(size, size, nid, "vmemmap block", goal=k.era.max_dma_address)
-
+        elif self.reference_loop:
             for v in vstarts:
-                self._populate_sequential(v, v + sec_bytes, nid, alloc)
+                self._populate_per_leaf(v, v + sec_bytes, nid)
+        else:
+            # sparse_init() calls vmemmap_populate() section by section with nothing in between, and a
+            # leaf already populated is skipped (pmd_none() false): a run of consecutive sections is one
+            # call over the run's whole memmap
+            arr = np.asarray(nrs, dtype=np.int64)
+            brk = np.flatnonzero(np.diff(arr) != 1) + 1
+            for a, b in zip(np.concatenate(([0], brk)), np.concatenate((brk, [len(arr)]))):
+                self._populate_sequential(vstarts[a], vstarts[b - 1] + sec_bytes, nid)
         return vstarts
 
-    def _new_leaves(self, vstart: int, vend: int) -> list[int]:
+    def _missing_leaves(self, vstart: int, vend: int) -> list[tuple[int, int]]:
+        """The leaf-index ranges of ``[vstart, vend)`` not yet populated (``pmd_none()`` /
+        ``pte_none()``), marked populated from now on."""
         ls = self.leaf_size
-        out: list[int] = []
-        for a, b in self._mapped.missing(vstart // ls, -(-vend // ls)):
-            out.extend(range(a, b))
-        self._mapped.add(vstart // ls, -(-vend // ls))
+        lo, hi = vstart // ls, -(-vend // ls)
+        out = self._mapped.missing(lo, hi)
+        self._mapped.add(lo, hi)
         return out
 
-    def _populate_sequential(self, vstart: int, vend: int, nid: int, alloc) -> None:  # noqa: ANN001
-        """One block per leaf, allocated then mapped, as the 2.6.x loop does (tables interleave).
-
-        Base pages are handled a PTE table at a time with the same allocation order: the missing
-        tables of the chunk first (``vmemmap_pmd_populate``), then its data pages
-        (``vmemmap_pte_populate``), taken as consecutive first fits.
-        """
-        ls = self.leaf_size
-        leaves = self._new_leaves(vstart, vend)
-        if ls == PMD_SIZE:
-            for idx in leaves:
-                p = alloc(ls)
-                self.k.tables.map(idx * ls, p, ls, ls, self.prot, nid)
-                self._record(idx * ls, idx * ls + ls, p, nid)
-            return
+    def _missing_tables(self, vaddr: int) -> int:
+        """How many page-table pages the walk to the leaf entry of ``vaddr`` lacks: those
+        ``vmemmap_pgd_populate()`` / ``vmemmap_pud_populate()`` (and, for base pages,
+        ``vmemmap_pmd_populate()``) allocate before the leaf's block."""
         k = self.k
-        per_table = PMD_SIZE // ls
-        i = 0
-        while i < len(leaves):
-            chunk = leaves[i : i + 1]
-            while i + len(chunk) < len(leaves) and leaves[i + len(chunk)] == chunk[-1] + 1 \
-                    and leaves[i + len(chunk)] // per_table == chunk[0] // per_table:
-                chunk.append(leaves[i + len(chunk)])
-            i += len(chunk)
-            w = k.tables.walk(chunk[0] * ls)
-            missing = len(k.tables.level_names) - len(w.steps)
-            for _ in range(missing):
-                k.table_queue.append(k.memblock.alloc(PAGE_SIZE, PAGE_SIZE, nid, "page table",
-                                                      goal=k.era.max_dma_address))
-            idx = chunk[0]
-            for p, n in k.memblock.alloc_seq(len(chunk), ls, nid, "vmemmap block", goal=k.era.max_dma_address):
-                k.tables.map(idx * ls, p, n * ls, ls, self.prot, nid)
-                self._record(idx * ls, (idx + n) * ls, p, nid)
-                idx += n
-            k.table_queue.clear()
+        leaf_depth = k.tables.level_names.index("pte" if self.leaf_size == PAGE_SIZE else "pmd")
+        return leaf_depth + 1 - len(k.tables.walk(vaddr).steps)
+
+    def _alloc_tables(self, n: int, nid: int) -> None:
+        """``n`` page-table pages, taken now and handed to the next ``tables.map`` in order.
+
+        ``vmemmap_alloc_block(PAGE_SIZE, node)`` → ``__earlyonly_bootmem_alloc(node, PAGE_SIZE, PAGE_SIZE,
+        __pa(MAX_DMA_ADDRESS))`` (mm/sparse-vmemmap.c @ v2.6.26)."""
+        k = self.k
+        for _ in range(n):
+            k.table_queue.append(k.memblock.alloc(PAGE_SIZE, PAGE_SIZE, nid, "page table",
+                                                  goal=k.era.max_dma_address))
+
+    def _populate_sequential(self, vstart: int, vend: int, nid: int) -> None:
+        """The 2.6.x ``vmemmap_populate(start_page, size, node)`` (arch/x86/mm/init_64.c @ v2.6.26) over
+        ``[vstart, vend)``, one page-table page at a time.
+
+        The kernel walks the range a leaf at a time: ``vmemmap_pgd_populate`` and
+        ``vmemmap_pud_populate`` (base pages: also ``vmemmap_pmd_populate``) allocate the missing tables,
+        then, if the leaf entry is none, ``vmemmap_alloc_block(leaf, node)`` takes its block from bootmem
+        (first fit at or above ``__pa(MAX_DMA_ADDRESS)``). Only the first leaf under a table page can
+        find tables missing, so per table page the order is: its missing tables, then its new leaves'
+        blocks as consecutive first fits (``memblock.alloc_seq``), installed by one ``tables.map`` per
+        physically contiguous run. :meth:`_populate_per_leaf` is the literal loop; tests prove both
+        build the same tables, reservations, leaf runs and boot log. The cost follows table pages and
+        free ranges, not leaves.
+        """
+        k = self.k
+        ls = self.leaf_size
+        per_table = PMD_SIZE // PAGE_SIZE  # 512 entries in the table holding the leaves
+        for a, b in self._missing_leaves(vstart, vend):
+            while a < b:
+                c = min(b, (a // per_table + 1) * per_table)  # up to the end of this leaf table
+                self._alloc_tables(self._missing_tables(a * ls), nid)
+                idx = a
+                for p, n in k.memblock.alloc_seq(c - a, ls, nid, "vmemmap block", goal=k.era.max_dma_address):
+                    k.tables.map(idx * ls, p, n * ls, ls, self.prot, nid)
+                    self._record(idx * ls, (idx + n) * ls, p, nid)
+                    idx += n
+                k.table_queue.clear()
+                a = c
+
+    def _populate_per_leaf(self, vstart: int, vend: int, nid: int) -> None:
+        """Reference for :meth:`_populate_sequential` (tests only): the 2.6.x loop literally, one leaf
+        at a time -- missing tables, then ``vmemmap_alloc_block(leaf)``, then ``set_pmd``/``set_pte``."""
+        k = self.k
+        ls = self.leaf_size
+        for a, b in self._missing_leaves(vstart, vend):
+            for idx in range(a, b):
+                self._alloc_tables(self._missing_tables(idx * ls), nid)
+                p = k.memblock.alloc(ls, ls, nid, "vmemmap block", goal=k.era.max_dma_address)
+                k.tables.map(idx * ls, p, ls, ls, self.prot, nid)
+                k.table_queue.clear()
+                self._record(idx * ls, idx * ls + ls, p, nid)
 
     def _populate_runs(self, nrs: list[int], sec_bytes: int, nid: int, buffer: SparseBuffer) -> None:
         """Populate runs of consecutive sections at once.
