@@ -135,7 +135,7 @@ PAGES: list[Page] = [
 def _run(cmd: str, tmp: str, stdin: str | None) -> tuple[str, int]:
     env = dict(os.environ, COLUMNS="110", NO_COLOR="1", TERM="dumb", PYTHONWARNINGS="ignore")
     env.pop("FORCE_COLOR", None)
-    p = subprocess.run(["bash", "-o", "pipefail", "-c", cmd.format(tmp=tmp)], cwd=ROOT, env=env, input=stdin,
+    p = subprocess.run(["bash", "-o", "pipefail", "-c", cmd.replace("{tmp}", tmp)], cwd=ROOT, env=env, input=stdin,
                        capture_output=True, text=True, timeout=1800)
     out = p.stdout + (p.stderr if p.returncode else "")
     return out.replace(tmp, "/tmp/guide"), p.returncode
@@ -158,7 +158,8 @@ def write_page(page: Page, help_text: str, tmp: str) -> str:
     out = [f"# `vmemmap {page.name}`", "", page.intro, "", "Every output below was produced by running the command "
            "(`python3 scripts/make_user_guide.py " + page.name + "`).", ""]
     for ex in page.examples:
-        out += [f"## `{ex.cmd.format(tmp='/tmp/guide')}`", "", ex.why, ""]
+        shown = ex.cmd.replace("{tmp}", "/tmp/guide")
+        out += [f"## `{shown}`", "", ex.why, ""]
         if ex.needs and not shutil.which(ex.needs):
             out += [f"(Not run when this page was made: `{ex.needs}` was not installed. "
                     f"`scripts/install-capture-deps.sh` installs it.)", ""]
