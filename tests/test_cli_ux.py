@@ -195,3 +195,14 @@ def test_json_from_every_builtin_command_is_json() -> None:
         r = CliRunner().invoke(main, args)
         assert r.exit_code == 0, r.output
         json.loads(r.stdout)
+
+
+def test_a_closed_pipe_ends_quietly() -> None:
+    """`vmemmap boot | head -1`: no error line, exit status 0 (as cat)."""
+    import subprocess
+    import sys
+
+    p = subprocess.run(f"{sys.executable} -m vmemmap boot -m qemu-2g --era 6.1 | head -1", shell=True,
+                       capture_output=True, text=True, executable="/bin/bash")
+    assert p.stdout == "BIOS-provided physical RAM map:\n"
+    assert p.stderr == ""

@@ -237,3 +237,17 @@ def test_server_64t_boots_with_8_nodes() -> None:
     assert k.la57 and len(k.nodes) == 8
     assert len(k.model.sections.present_array()) == 524288  # 64 TiB / 128 MiB (+ the 2 GiB below 4 GiB)
     assert k.phys.bytes_held() < 512 << 20  # memmap is described by fills, not materialised
+
+
+def test_boot_progress_reports_every_phase_in_order() -> None:
+    from vmemmap.kernel import BOOT_PHASES, boot_progress
+
+    seen: list[tuple[str, int, int]] = []
+    with boot_progress(lambda phase, done, total: seen.append((phase, done, total))):
+        boot(load_machine("qemu-2g"), "6.1")
+    n = len(BOOT_PHASES)
+    assert seen == [(p, i, n) for i, p in enumerate(BOOT_PHASES)] + [("booted", n, n)]
+    # outside the block nothing is reported
+    seen.clear()
+    boot(load_machine("qemu-2g"), "6.1")
+    assert seen == []

@@ -60,6 +60,13 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("vmemmap: error: interrupted", err=True)
             ctx.exit(1)
+        except BrokenPipeError:
+            # the reader went away (`vmemmap boot | head`): stop quietly, as cat does; point stdout at
+            # /dev/null so the interpreter's final flush does not complain again
+            import os
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(0)
         except Exception as e:  # noqa: BLE001 - never a traceback without --debug
             if debug:
                 raise
@@ -160,9 +167,16 @@ def _boot(machine: str, era: str, model: str | None, la57: bool | None, kaslr_se
     from vmemmap.kernel import BootOptions, boot
     from vmemmap.machine import load_machine
 
+    from vmemmap.console import progress
+    from vmemmap.kernel import boot_progress
+
     m = load_machine(machine)
     e = load_era(_resolve_era(machine, era))
-    with _status(f"booting {m.name} with {e.name}...") if not quiet else _null():
+    if quiet:
+        return boot(m, e, model, BootOptions(la57=la57, kaslr_seed=kaslr_seed))
+    # a bar over the boot's phases (kernel.BOOT_PHASES) on a terminal's stderr; nothing when piped
+    with progress(f"booting {m.name} with {e.name}") as advance, \
+            boot_progress(lambda phase, done, total: advance(done, total, f"booting {m.name} with {e.name}: {phase}")):
         return boot(m, e, model, BootOptions(la57=la57, kaslr_seed=kaslr_seed))
 
 

@@ -18,6 +18,9 @@ through the page tables like everything else.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -340,6 +343,28 @@ def legal_models(era: Era, machine: Machine) -> list[str]:
     return out
 
 
+#: the phases of :func:`boot`, in order, as :func:`boot_progress` reports them
+BOOT_PHASES = ("e820", "boot allocator", "page tables", "nodes and zones", "memory model", "memmap_init")
+_BOOT_PROGRESS: ContextVar[Callable[[str, int, int], None] | None] = ContextVar("boot_progress", default=None)
+
+
+@contextmanager
+def boot_progress(report: Callable[[str, int, int], None]) -> Iterator[None]:
+    """Call ``report(phase, done, total)`` as each boot in the block enters a phase of BOOT_PHASES
+    (``done`` phases finished of ``total``): the progress bar of a large machine's boot."""
+    token = _BOOT_PROGRESS.set(report)
+    try:
+        yield
+    finally:
+        _BOOT_PROGRESS.reset(token)
+
+
+def _phase(i: int) -> None:
+    report = _BOOT_PROGRESS.get()
+    if report is not None:
+        report(BOOT_PHASES[i], i, len(BOOT_PHASES))
+
+
 def boot(
     machine: Machine,
     era: Era | str,
@@ -365,6 +390,7 @@ def boot(
     max_arch_pfn = 1 << (max_bits - PAGE_SHIFT)
 
     # 1. e820 as the kernel keeps it
+    _phase(0)
     e820 = [(e.start, e.end, e.type) for e in machine.e820]
     updates: list[tuple[str, int, int, str, str]] = []
     if era.boot_allocator == "memblock":
@@ -391,6 +417,7 @@ def boot(
         layout = dataclasses.replace(layout, dynamic_layout=False, vmemmap_is_constant=True)
 
     # 3. boot allocator with node ranges
+    _phase(1)
     numa_config = model_name != "flatmem"
     node_map = _node_ranges(machine, usable, numa_config)
     mb = Memblock(top_down=(era.boot_allocator == "memblock"))
@@ -443,6 +470,7 @@ def boot(
     )
 
     # 4. page tables: kernel image (level2_kernel_pgt, 2 MiB leaves) and the direct map
+    _phase(2)
     img_map_end = _align_up(img_end_phys, PMD_SIZE)
     tables.map(layout.start_kernel_map, 0, img_map_end, PMD_SIZE, PAGE_KERNEL_LARGE_EXEC, 0)
     table_queue.clear()
@@ -464,14 +492,20 @@ def boot(
         kmem.store(symbols["vmemmap_base"], layout.vmemmap_base)
 
     # 5. nodes, NODE_DATA, zones, the memory model, struct page links
+    _phase(3)
     _setup_nodes(kernel, node_map)
     _setup_zones(kernel)
     kernel.page_flags = _page_flags_layout(kernel)
     m = make_model(kernel, model_name)
     kernel.model = m
+    _phase(4)
     m.init()
+    _phase(5)
     _memmap_init(kernel)
     kernel.memory_block_size = probe_memory_block_size(kernel)
+    report = _BOOT_PROGRESS.get()
+    if report is not None:
+        report("booted", len(BOOT_PHASES), len(BOOT_PHASES))
     return kernel
 
 
