@@ -290,8 +290,8 @@ def _compiled(disp, args: tuple):  # noqa: ANN001, ANN202
     costs a compare and an add (and a live array length) on each of the loop's hundred-odd array
     accesses. Lowering consults ``numba.np.arrayobj.fix_integer_index``; it is swapped only while
     this one function compiles, under a lock, and restored."""
-    if not COMPILED:
-        return disp
+    if not COMPILED or not hasattr(disp, "overloads"):
+        return disp     # numba absent, or NUMBA_DISABLE_JIT=1: the plain Python function
     sig = tuple(numba.typeof(a) for a in args)
     if sig in disp.overloads:
         return disp
@@ -310,46 +310,87 @@ def _compiled(disp, args: tuple):  # noqa: ANN001, ANN202
     return disp
 
 
+def _prefetch_py(blk, i):
+    """Without numba: nothing (a prefetch changes no result)."""
+
+
+if COMPILED and not numba.config.DISABLE_JIT:
+    from llvmlite import ir as _ir
+    from numba.core import cgutils as _cgutils
+    from numba.extending import intrinsic as _intrinsic
+
+    @_intrinsic
+    def _prefetch(typingctx, arr, idx):
+        """A host prefetch (``llvm.prefetch``, read, keep in all levels) of ``arr[idx]``: no result."""
+        sig = numba.types.void(arr, idx)
+
+        def codegen(context, builder, signature, args):
+            aryty = signature.args[0]
+            ary = context.make_array(aryty)(context, builder, args[0])
+            ptr = _cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]], wraparound=False)
+            i8p = _ir.IntType(8).as_pointer()
+            i32 = _ir.IntType(32)
+            fn = _cgutils.get_or_insert_function(builder.module, _ir.FunctionType(_ir.VoidType(), [i8p, i32, i32, i32]),
+                                                 "llvm.prefetch.p0")
+            builder.call(fn, [builder.bitcast(ptr, i8p), _ir.Constant(i32, 0), _ir.Constant(i32, 3),
+                              _ir.Constant(i32, 1)])
+            return context.get_dummy_value()
+
+        return sig, codegen
+else:  # pragma: no cover - without numba, or with NUMBA_DISABLE_JIT
+    _prefetch = _prefetch_py
+
+
 def _njit_inline(fn):  # noqa: ANN001, ANN202
     """Helpers are inlined into the loop (no per-call array reference counting)."""
     return numba.njit(cache=True, nogil=True, error_model="numpy", inline="always", _nrt=False)(fn) if COMPILED else fn
 
 
 # Set layout. Every set of every array is one block of consecutive words: a 64-bit recency word
-# (two words of 32 bits), ``ways`` tags, for arrays of more than 16 ways ``ways`` LRU stamps, and for
-# TLBs ``ways`` payloads (page frame | size class). Tags never move: a lookup compares all of a
-# block's tags in one branch-free (vectorisable) pass.
+# (two words of 32 bits), ``ways`` tags, for arrays of more than 16 ways ``3 * ways`` link words
+# (``prev``, ``next``, ``hnext``), and for TLBs ``ways`` payloads (page frame | size class). Tags
+# never move.
 #
 # * Up to 16 ways (caches, most TLBs and PSCs): the recency word lists the way numbers as 4-bit
 #   nibbles, most recently used first. A hit moves its nibble to the front (a few bit operations, no
 #   search); a miss takes the way in the last nibble and puts it in front. Initially the nibbles read
 #   ``ways-1 .. 1, 0``, so the empty ways are taken lowest first -- ScalarSim's lowest empty way --
 #   and once the set is full the last nibble is its least recently used way (ScalarSim's minimum
-#   stamp). A miss is one compare pass and O(1) bookkeeping.
-# * More than 16 ways (fully associative L1 DTLBs and PSCs, wide L2 TLBs): per-way stamps from one
-#   clock that ticks on every hit and fill; a miss replaces the way with the smallest stamp. An empty
-#   way's stamp is its index, below every clock value, so the lowest empty way is taken first. Before
-#   the clock could overflow, each set's stamps are replaced by their ranks (order, hence every
-#   outcome, kept; :func:`_renumber`).
+#   stamp). A lookup compares all of the block's tags in one branch-free (vectorisable) pass; a miss
+#   is one compare pass and O(1) bookkeeping.
+# * More than 16 ways (fully associative L1 DTLBs and PSCs, wide L2 TLBs; caches of the tests): the
+#   two recency words are the most and least recent way, and ``prev``/``next`` make a doubly linked
+#   recency list. A hit unlinks its way and puts it in front; a miss takes the list's tail (the least
+#   recently used way, ScalarSim's minimum stamp) and puts it in front: O(1), no stamp scan. The list
+#   starts ``ways-1, ..., 1, 0`` (tail 0): empty ways hold no key, are never hit, and so leave the
+#   tail lowest first, as ScalarSim's lowest empty way. TLB and PSC sets of this kind also keep a
+#   hash table from tag to way: HASH_BUCKETS chain heads per set (``t_cnt``/``p_cnt``, way + 1, 0 =
+#   end) chained through ``hnext``; a lookup walks one short chain instead of scanning the tags
+#   (:func:`_hlook`), and a fill moves the replaced way between chains (:func:`_rehash`). Wide caches
+#   (none in the presets) look up by the compare pass.
 #
 # Either way every set holds, after every step, the same keys as ScalarSim's -- same hits, misses
-# and evictions. Shortcuts that do not change outcomes: a cache or set-associative TLB lookup first
-# compares the set's most recent way (nibble 0; a hit there changes nothing); a fully associative
-# TLB array first compares the two ways that hit last; TLB and PSC sets of more than 16 ways, and
-# fully associative ones, keep 64 hash counters of their tags, and a key whose counter is zero is a
-# miss without a scan (``t_cnt``/``p_cnt``; caches have none). A stored tag is ``x // sets + 1`` for set ``x % sets``
+# and evictions (slot numbers may differ; only outcomes count). Shortcuts that do not change
+# outcomes: a cache or set-associative TLB lookup first compares the set's most recent way (nibble 0;
+# a hit there changes nothing); a fully associative TLB array first compares the two ways that hit
+# last; fully associative TLB and PSC arrays of at most 16 ways keep 64 hash counters of their tags,
+# and a key whose counter is zero is a miss without a scan (``*_filt`` = 1; 2 = the hash table
+# above; caches have neither). A stored tag is ``x // sets + 1`` for set ``x % sets``
 # (x = line, page number or table index; TLB and PSC tags also carry the size class / level in 2 low
 # bits; 0 = empty), so cache blocks are uint32 whenever the machine's physical addresses allow
-# (BulkState.new decides); TLB and PSC blocks are int64.
+# (BulkState.new decides); TLB and PSC blocks are int64. The LRU clock (``clk``, ``clock_limit``)
+# no longer advances: it was the stamps' clock, and is kept only as the kernel's and BulkState's
+# interface.
 
-CLOCK_LIMIT = (1 << 32) - (1 << 12)    # renumber stamps before the clock gets this close to 2**32
+CLOCK_LIMIT = (1 << 32) - (1 << 12)    # interface only: the LRU clock no longer advances (see above)
 NIBBLE_WAYS = 16                       # arrays of up to this many ways keep a nibble recency word
 _U = np.uint64
 
 
 def _words(ways: int, payload: bool) -> int:
-    """Words per set: recency word (2), tags, stamps (more than NIBBLE_WAYS ways), payloads (TLBs)."""
-    return 2 + ways * (1 + (ways > NIBBLE_WAYS) + payload)
+    """Words per set: recency word (2), tags, for more than NIBBLE_WAYS ways the recency list's
+    ``prev``/``next`` links and the hash chains' ``hnext`` links, payloads (TLBs)."""
+    return 2 + ways * (1 + 3 * (ways > NIBBLE_WAYS) + payload)
 
 
 def _initial_order(ways: int) -> int:
@@ -437,9 +478,53 @@ def _replace(cnt, co, old, t):  # noqa: ANN001, ANN202
     cnt[co + _h(t)] += 1
 
 
+HASH_BUCKETS = 128                     # hash-chain heads per set of an array of more than NIBBLE_WAYS ways
+
+
+@_njit_inline
+def _h7(t):
+    """A 7-bit hash of a tag (XOR fold: no wrapping arithmetic); HASH_BUCKETS = 128."""
+    return np.int64((t ^ (t >> 7) ^ (t >> 14) ^ (t >> 21) ^ (t >> 28) ^ (t >> 35)) & 127)
+
+
+@_njit_inline
+def _hlook(heads, co, blk, b, ways, t):
+    """The way holding tag ``t`` (> 0) in the wide set at ``b`` whose hash-chain heads start at
+    ``co`` (a head or link is way + 1; 0 ends the chain), or -1."""
+    j = np.int64(heads[co + _h7(t)])
+    hn = b + 2 + 3 * ways
+    while j != 0:
+        w = j - 1
+        if blk[b + 2 + w] == t:
+            return w
+        j = np.int64(blk[hn + w])
+    return np.int64(-1)
+
+
+@_njit_inline
+def _rehash(heads, co, blk, b, ways, v, old, t):
+    """Way ``v`` of the wide set at ``b`` changes tag ``old`` (0: empty) to ``t``: move it between chains."""
+    hn = b + 2 + 3 * ways
+    if old != 0:
+        hb = co + _h7(old)
+        j = np.int64(heads[hb])
+        if j == v + 1:
+            heads[hb] = blk[hn + v]
+        else:
+            w = j - 1
+            nj = np.int64(blk[hn + w])
+            while nj != v + 1:
+                w = nj - 1
+                nj = np.int64(blk[hn + w])
+            blk[hn + w] = blk[hn + v]
+    hb = co + _h7(t)
+    blk[hn + v] = heads[hb]
+    heads[hb] = v + 1
+
+
 @_njit_inline
 def _used(blk, b, ways, w, clk):  # noqa: ANN001, ANN202
-    """Way ``w`` of the set at ``b`` was just used: make it the most recent; the clock."""
+    """Way ``w`` of the set at ``b`` was just used: make it the most recent; the clock (unchanged)."""
     if ways <= 16:
         if np.int64(blk[b] & 15) == w:
             return clk                      # already the most recent
@@ -454,8 +539,23 @@ def _used(blk, b, ways, w, clk):  # noqa: ANN001, ANN202
         blk[b] = o & _U(0xFFFFFFFF)
         blk[b + 1] = o >> _U(32)
         return clk
-    clk += 1
-    blk[b + 2 + ways + w] = clk
+    # more than 16 ways: a doubly linked recency list (blk[b] = most recent way, blk[b + 1] = least
+    # recent; prev links toward the most recent, next links toward the least recent)
+    hd = np.int64(blk[b])
+    if hd == w:
+        return clk
+    pv = b + 2 + ways
+    nx = b + 2 + 2 * ways
+    p = np.int64(blk[pv + w])
+    q = np.int64(blk[nx + w])
+    blk[nx + p] = q
+    if np.int64(blk[b + 1]) == w:
+        blk[b + 1] = p
+    else:
+        blk[pv + q] = p
+    blk[nx + w] = hd
+    blk[pv + hd] = w
+    blk[b] = w
     return clk
 
 
@@ -470,37 +570,8 @@ def _victim(blk, b, ways, clk):  # noqa: ANN001, ANN202
         blk[b] = o & _U(0xFFFFFFFF)
         blk[b + 1] = o >> _U(32)
         return np.int64(v), clk
-    s = _U(b + 2 + ways)
-    mn = blk[s]
-    for w in range(1, ways):
-        x = blk[s + _U(w)]
-        mn = x if x < mn else mn
-    v = 0
-    for w in range(ways):
-        if blk[s + _U(w)] == mn:
-            v = w
-    clk += 1
-    blk[s + _U(v)] = clk
-    return v, clk
-
-
-@_njit_inline
-def _renumber(blk, sets, ways, off, words, rank):  # noqa: ANN001, ANN202
-    """Replace the stamps of each set of more than 16 ways by their ranks (order kept)."""
-    for a in range(sets.shape[0]):
-        w_ = ways[a]
-        if w_ <= 16:
-            continue
-        for st in range(sets[a]):
-            s = off[a] + st * words[a] + 2 + w_
-            for w in range(w_):
-                r = 0
-                for x in range(w_):
-                    if blk[s + x] < blk[s + w]:
-                        r += 1
-                rank[w] = r
-            for w in range(w_):
-                blk[s + w] = rank[w]
+    v = np.int64(blk[b + 1])                # the least recent way (the list's tail)
+    return v, _used(blk, b, ways, v, clk)
 
 
 @_njit_inline
@@ -548,17 +619,13 @@ def _kernel(vaddr, pos, dep_ptr, dep_pos, per_op, out, lin_mask, levels, shifts,
     nt = t_level.shape[0]
     npsc = p_mask.shape[0]
     psc_fa = npsc == 1 and p_sets[0] == 1 and p_off[0] == 0
+    pf = nc >= 2 and c_sets[nc - 1] * c_words[nc - 1] >= 65536     # a last-level model of 256 KiB or more
     n = vaddr.shape[0]
     clk = state[0]
     op = -1
     op_max = 0
     row = 0
     for i in range(n):
-        if clk > clock_limit:
-            _renumber(t_blk, t_sets, t_ways, t_off, t_words, rank)
-            _renumber(p_blk, p_sets, p_ways, p_off, p_words, rank)
-            _renumber(c_blk, c_sets, c_ways, c_off, c_words, rank)
-            clk = state[1]
         p = pos[i]
         if p == 0:
             if op >= 0:
@@ -604,6 +671,14 @@ def _kernel(vaddr, pos, dep_ptr, dep_pos, per_op, out, lin_mask, levels, shifts,
                             hw = r1
                         elif not t_filt[s]:
                             hw = _find3(t_blk, b + 2, w_, k0, k1, k2)
+                        elif t_filt[s] == 2:
+                            co = t_coff[s]
+                            if k0 > 0:
+                                hw = _hlook(t_cnt, co, t_blk, b, w_, k0)
+                            if hw < 0 and k1 > 0:
+                                hw = _hlook(t_cnt, co, t_blk, b, w_, k1)
+                            if hw < 0 and k2 > 0:
+                                hw = _hlook(t_cnt, co, t_blk, b, w_, k2)
                         else:
                             co = t_coff[s]
                             k0 = k0 if _maybe(t_cnt, co, k0) else -1
@@ -623,6 +698,11 @@ def _kernel(vaddr, pos, dep_ptr, dep_pos, per_op, out, lin_mask, levels, shifts,
                             if w_ <= 16 and t_blk[b + 2 + (t_blk[b] & 15)] == key:
                                 hw = np.int64(t_blk[b] & 15)           # the set's most recent way
                                 break
+                            if t_filt[s] == 2:
+                                hw = _hlook(t_cnt, t_coff[s] + st * HASH_BUCKETS, t_blk, b, w_, key)
+                                if hw >= 0:
+                                    break
+                                continue
                             if (not t_filt[s] or _maybe(t_cnt, t_coff[s] + st * 64, key)) and \
                                     _any(t_blk, t_one, b + 2, w_, key):
                                 hw = _find(t_blk, t_one, b + 2, w_, key)
@@ -681,7 +761,7 @@ def _kernel(vaddr, pos, dep_ptr, dep_pos, per_op, out, lin_mask, levels, shifts,
                 for d in range(4):
                     hw_ = levels - 2 - d
                     k4[d] = (lin >> shifts[d]) * 4 + hw_ + 1 if d < leaf and (p_mask[0] >> hw_) & 1 else -1
-                    if p_filt[0] and not _maybe(p_cnt, 0, k4[d]):
+                    if p_filt[0] == 1 and not _maybe(p_cnt, 0, k4[d]):
                         k4[d] = -1
                 f0 = f1 = f2 = f3 = -1
                 dmax = 3
@@ -696,9 +776,20 @@ def _kernel(vaddr, pos, dep_ptr, dep_pos, per_op, out, lin_mask, levels, shifts,
                         fw = p_recent[0]
                     elif p_blk[2 + p_recent[1]] == k4[dmax]:
                         fw = p_recent[1]
+                    elif p_filt[0] == 2:
+                        # the deepest candidate that hits, by hash lookups from the deepest up
+                        for d in range(dmax, -1, -1):
+                            if k4[d] > 0:
+                                f0 = _hlook(p_cnt, 0, p_blk, 0, p_ways[0], k4[d])
+                                if f0 >= 0:
+                                    fd, fw = d, f0
+                                    break
+                        f0 = -1
                     else:
                         f0, f1, f2, f3 = _find4(p_blk, 2, p_ways[0], k4[0], k4[1], k4[2], k4[3])
-                if fw >= 0:
+                if fd >= 0:
+                    pass
+                elif fw >= 0:
                     fd = dmax
                 elif f3 >= 0:
                     fd, fw = 3, f3
@@ -723,7 +814,13 @@ def _kernel(vaddr, pos, dep_ptr, dep_pos, per_op, out, lin_mask, levels, shifts,
                     if (p_mask[s] >> hw_) & 1:
                         st, q = _split(pk, p_sets[s], p_sshift[s])
                         b = p_off[s] + st * p_words[s]
-                        if (not p_filt[s] or _maybe(p_cnt, p_coff[s] + st * 64, q * 4 + hw_ + 1)) and \
+                        if p_filt[s] == 2:
+                            w2 = _hlook(p_cnt, p_coff[s] + st * HASH_BUCKETS, p_blk, b, p_ways[s], q * 4 + hw_ + 1)
+                            if w2 >= 0:
+                                clk = _used(p_blk, b, p_ways[s], w2, clk)
+                                hitp = True
+                                break
+                        elif (not p_filt[s] or _maybe(p_cnt, p_coff[s] + st * 64, q * 4 + hw_ + 1)) and \
                                 _any(p_blk, p_one, b + 2, p_ways[s], q * 4 + hw_ + 1):
                             clk = _used(p_blk, b, p_ways[s], _find(p_blk, p_one, b + 2, p_ways[s], q * 4 + hw_ + 1),
                                         clk)
@@ -748,10 +845,20 @@ def _kernel(vaddr, pos, dep_ptr, dep_pos, per_op, out, lin_mask, levels, shifts,
                         st, q = _split(pk, p_sets[s], p_sshift[s])
                         b = p_off[s] + st * p_words[s]
                         v, clk = _victim(p_blk, b, p_ways[s], clk)
-                        if p_filt[s]:
+                        if p_filt[s] == 2:
+                            _rehash(p_cnt, p_coff[s] + st * HASH_BUCKETS, p_blk, b, p_ways[s], v, p_blk[b + 2 + v],
+                                    q * 4 + hw_ + 1)
+                        elif p_filt[s]:
                             _replace(p_cnt, p_coff[s] + st * 64, p_blk[b + 2 + v], q * 4 + hw_ + 1)
                         p_blk[b + 2 + v] = q * 4 + hw_ + 1
             out[row, 3 + real] += 1
+        if pf:
+            # start loading the host lines of the data's set in a large last-level cache model
+            # (beyond the host's own caches) while the TLB fills and the upper-level lookups run
+            st, q = _split(phys >> c_lshift[nc - 1], c_sets[nc - 1], c_sshift[nc - 1])
+            b = c_off[nc - 1] + st * c_words[nc - 1]
+            _prefetch(c_blk, b)
+            _prefetch(c_blk, b + c_words[nc - 1] - 1)
         if hit_level >= 2:
             out[row, 0 + real] += 1
             # fill the L2 TLB (after a walk), then the L1 DTLB, with the entry size each array holds
@@ -769,7 +876,9 @@ def _kernel(vaddr, pos, dep_ptr, dep_pos, per_op, out, lin_mask, levels, shifts,
                     st, q = _split(lin >> sh, t_sets[s], t_sshift[s])
                     b = t_off[s] + st * t_words[s]
                     v, clk = _victim(t_blk, b, w_, clk)
-                    if t_filt[s]:
+                    if t_filt[s] == 2:
+                        _rehash(t_cnt, t_coff[s] + st * HASH_BUCKETS, t_blk, b, w_, v, t_blk[b + 2 + v], q * 4 + sc + 1)
+                    elif t_filt[s]:
                         _replace(t_cnt, t_coff[s] + st * 64, t_blk[b + 2 + v], q * 4 + sc + 1)
                     t_blk[b + 2 + v] = q * 4 + sc + 1
                     t_blk[b + t_words[s] - w_ + v] = (phys - (lin & ((1 << sh) - 1))) | real
@@ -840,13 +949,17 @@ class BulkState:
                 o = _initial_order(w)
                 v[:, 0], v[:, 1] = o & 0xFFFFFFFF, o >> 32
                 if w > NIBBLE_WAYS:
-                    v[:, 2 + w:2 + 2 * w] = np.arange(w)       # an empty way's stamp: its index
+                    # recency list: most recent ways-1, ..., least recent 0 (empty ways taken lowest first)
+                    v[:, 0], v[:, 1] = w - 1, 0
+                    v[:, 2 + w:2 + 2 * w - 1] = np.arange(1, w)          # prev: toward the most recent
+                    v[:, 2 + 2 * w + 1:2 + 3 * w] = np.arange(w - 1)     # next: toward the least recent
             a[prefix + "blk"] = blk
             # 64 hash counters per set (a miss filter) for arrays of more than NIBBLE_WAYS ways and
             # fully associative ones (used for TLBs and PSCs only)
-            filt = (np.array(ways, dtype=np.int64) > NIBBLE_WAYS) | (s == 1)
+            wide = np.array(ways, dtype=np.int64) > NIBBLE_WAYS
+            filt = np.where(wide, 2, np.where(s == 1, 1, 0))
             a[prefix + "filt"] = filt.astype(np.int64)
-            nc = np.where(filt, s * 64, 0)
+            nc = np.where(filt == 2, s * HASH_BUCKETS, np.where(filt == 1, s * 64, 0))
             a[prefix + "coff"] = np.concatenate(([0], np.cumsum(nc)[:-1])).astype(np.int64)
             a[prefix + "cnt"] = np.zeros(max(int(nc.sum()), 1), dtype=np.int32)
 
