@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from vmemmap.cli import main
 from vmemmap.cost.cpu import cpu_names, load_cpu, parse_cpu
 from vmemmap.cost.run import contract_json, cost
-from vmemmap.cost.sim import F_CYC, F_DMISS, F_L1, F_L2, F_PSC, F_WALK, F_WMISS, BulkState, simulate, simulate_scalar
+from vmemmap.cost.sim import (F_CYC, F_DMISS, F_L1, F_L2, F_PSC, F_WALK, F_WMISS, STRETCH, BulkState, simulate,
+                               simulate_scalar)
 from vmemmap.cost.trace import KIND_LOAD, KIND_STRUCT_PAGE, Access, Trace, concat, from_accesses, from_dep_sets
 from vmemmap.cost.workloads import WORKLOADS, build_trace, make_ops, scalar_trace
 from vmemmap.eras import load_era
@@ -154,22 +155,26 @@ def traces(draw, n_pool: int) -> tuple[list[int], list[int], list[int]]:
     return idx, pos, dep
 
 
-@pytest.mark.parametrize("make_cpu,clock_limit", [(tiny_cpu, None), (wide_cpu, None), (wide_cpu, 64)])
+@pytest.mark.parametrize("make_cpu,threads,stretch", [(tiny_cpu, 1, STRETCH), (wide_cpu, 1, STRETCH),
+                                                     (tiny_cpu, 2, 3), (wide_cpu, 2, 1), (wide_cpu, 1, 5)])
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_scalar_equals_bulk_on_random_traces(k4k, pool, make_cpu, clock_limit, data) -> None:
-    """Random traces; ``clock_limit`` 64 renumbers the stamps of the > 16-way arrays every few accesses."""
+def test_scalar_equals_bulk_on_random_traces(k4k, pool, make_cpu, threads, stretch, data) -> None:
+    """Random traces, in two calls (the state carries over); small ``stretch``es cut each call into
+    many translation/cache passes, and ``threads`` = 2 overlaps them on a worker thread."""
     idx, pos, dep = data.draw(traces(len(pool)))
     v = pool[np.array(idx)]
     p = np.array(pos, dtype=np.uint32)
     tr = from_dep_sets(v, np.ones(len(v), np.uint8), p, dep, p + 1)
     tr.validate()
     cpu = parse_cpu(make_cpu(), "test")
-    st_ = BulkState.new(cpu, k4k.tables, **({"clock_limit": clock_limit} if clock_limit else {}))
+    st_ = BulkState.new(cpu, k4k.tables)
     half = tr.head(max(1, tr.n_ops // 2))
     rest = tr.ops_slice(half.n_ops, tr.n_ops)
-    bulk = np.vstack([simulate(st_, half, per_op=True), simulate(st_, rest, per_op=True)])   # state carries over
+    bulk = np.vstack([simulate(st_, t, per_op=True, threads=threads, stretch=stretch) for t in (half, rest)])
     assert np.array_equal(bulk, simulate_scalar(cpu, k4k.tables, tr))
+    total = simulate(BulkState.new(cpu, k4k.tables), tr, threads=threads, stretch=stretch)
+    assert np.array_equal(total[0], bulk.sum(axis=0))
 
 
 def test_long_operations_with_far_back_dependencies(k4k, pool) -> None:

@@ -31,6 +31,7 @@ dep_ptr[i+1]]`` of its operation, and the finish-time scratch is sized by the tr
 from __future__ import annotations
 
 from collections.abc import Callable
+import os
 import threading
 from dataclasses import dataclass
 
@@ -347,9 +348,11 @@ def _njit_inline(fn):  # noqa: ANN001, ANN202
 
 
 # Set layout. Every set of every array is one block of consecutive words: a 64-bit recency word
-# (two words of 32 bits), ``ways`` tags, for arrays of more than 16 ways ``3 * ways`` link words
+# (two words of 32 bits), the tags, for arrays of more than 16 ways ``3 * ways`` link words
 # (``prev``, ``next``, ``hnext``), and for TLBs ``ways`` payloads (page frame | size class). Tags
-# never move.
+# never move. A cache set of at most 16 ways keeps its tags in ``cls`` slots, ``ways`` rounded up to
+# a power of two (the spare slots stay 0 = empty, never a key), so a lookup compares a fixed number
+# of slots -- 2, 4, 8 or 16 -- in one unrolled, vectorised pass (:func:`_slot`).
 #
 # * Up to 16 ways (caches, most TLBs and PSCs): the recency word lists the way numbers as 4-bit
 #   nibbles, most recently used first. A hit moves its nibble to the front (a few bit operations, no
@@ -378,19 +381,40 @@ def _njit_inline(fn):  # noqa: ANN001, ANN202
 # above; caches have neither). A stored tag is ``x // sets + 1`` for set ``x % sets``
 # (x = line, page number or table index; TLB and PSC tags also carry the size class / level in 2 low
 # bits; 0 = empty), so cache blocks are uint32 whenever the machine's physical addresses allow
-# (BulkState.new decides); TLB and PSC blocks are int64. The LRU clock (``clk``, ``clock_limit``)
-# no longer advances: it was the stamps' clock, and is kept only as the kernel's and BulkState's
-# interface.
+# (BulkState.new decides); TLB and PSC blocks are int64.
+#
+# Two passes. The TLBs and paging-structure caches never look at the data caches, so an access's
+# translation does not depend on any cache's state: :func:`_translate` runs the TLB lookups, walks,
+# PSC lookups and fills for a stretch of accesses and writes each access's physical address, an
+# ``info`` word (below) and its walk references, in order; :func:`_caches` then sends the walk
+# references and data addresses through the caches in the same order the one-loop algorithm would,
+# and adds up counters, latencies and each operation's critical path. The caches' state sees the
+# same addresses in the same order, so the results are the same as running both in one loop
+# (ScalarSim does). With two host CPUs the passes overlap: :func:`simulate` translates stretch j+1
+# while another thread runs stretch j through the caches (both compiled functions release the GIL).
+# The cache pass knows its future addresses, and starts loading the host lines of the sets the next
+# accesses will use in the larger cache models.
 
-CLOCK_LIMIT = (1 << 32) - (1 << 12)    # interface only: the LRU clock no longer advances (see above)
 NIBBLE_WAYS = 16                       # arrays of up to this many ways keep a nibble recency word
 _U = np.uint64
 
+# ``info`` word of an access, written by _translate: bits 0-1 the TLB level that translated it
+# (1 = L1 DTLB, 2 = L2 TLB, 3 = page walk; 0 = a fault: not mapped, access skipped), bits 2-3 the
+# page size class (0 4k, 1 2m, 2 1g), bit 4 a paging-structure cache hit, bits 5-7 walk references.
+I_FAULT, I_L1, I_L2, I_WALK = 0, 1, 2, 3
+STRETCH = 1 << 15                      # accesses per pass (whole operations); buffers stay in host caches
 
-def _words(ways: int, payload: bool) -> int:
-    """Words per set: recency word (2), tags, for more than NIBBLE_WAYS ways the recency list's
-    ``prev``/``next`` links and the hash chains' ``hnext`` links, payloads (TLBs)."""
-    return 2 + ways * (1 + 3 * (ways > NIBBLE_WAYS) + payload)
+
+def _cls(ways: int) -> int:
+    """Tag slots of a cache set: ``ways`` rounded up to a power of two up to 16; wider sets: ``ways``."""
+    return ways if ways > NIBBLE_WAYS else 1 << (ways - 1).bit_length()
+
+
+def _words(ways: int, payload: bool, slots: int | None = None) -> int:
+    """Words per set: recency word (2), tag slots (``slots``, default ``ways``), for more than
+    NIBBLE_WAYS ways the recency list's ``prev``/``next`` links and the hash chains' ``hnext``
+    links, payloads (TLBs)."""
+    return 2 + (slots or ways) + ways * (3 * (ways > NIBBLE_WAYS) + payload)
 
 
 def _initial_order(ways: int) -> int:
@@ -430,6 +454,50 @@ def _find(blk, one, tb, ways, t):  # noqa: ANN001, ANN202
         if blk[ub + _U(w)] == tt:
             hw = w
     return hw
+
+
+@_njit_inline
+def _slot16(blk, ub, tt):  # noqa: ANN001, ANN202
+    """Slot + 1 of tag ``tt`` among 16 slots at ``ub`` (0: absent): at most one slot matches, so a
+    sum of (slot + 1) x match finds it in one unrolled SIMD pass."""
+    s = 0
+    for w in range(16):
+        s += (w + 1) * np.int64(blk[ub + _U(w)] == tt)
+    return s
+
+
+@_njit_inline
+def _slot8(blk, ub, tt):  # noqa: ANN001, ANN202
+    s = 0
+    for w in range(8):
+        s += (w + 1) * np.int64(blk[ub + _U(w)] == tt)
+    return s
+
+
+@_njit_inline
+def _slot4(blk, ub, tt):  # noqa: ANN001, ANN202
+    s = 0
+    for w in range(4):
+        s += (w + 1) * np.int64(blk[ub + _U(w)] == tt)
+    return s
+
+
+@_njit_inline
+def _slot(blk, one, tb, cls, t):  # noqa: ANN001, ANN202
+    """The slot (way) of tag ``t`` among a narrow set's ``cls`` slots at ``tb`` (a power of two up
+    to 16; spare slots hold 0), or -1; a fixed-width compare for each size class."""
+    one[0] = t
+    tt = one[0]
+    ub = _U(tb)
+    if cls == 16:
+        return _slot16(blk, ub, tt) - 1
+    if cls == 8:
+        return _slot8(blk, ub, tt) - 1
+    if cls == 4:
+        return _slot4(blk, ub, tt) - 1
+    if cls == 2:
+        return (np.int64(blk[ub] == tt) + 2 * np.int64(blk[ub + _U(1)] == tt)) - 1
+    return np.int64(blk[ub] == tt) - 1
 
 
 @_njit_inline
@@ -523,11 +591,11 @@ def _rehash(heads, co, blk, b, ways, v, old, t):
 
 
 @_njit_inline
-def _used(blk, b, ways, w, clk):  # noqa: ANN001, ANN202
-    """Way ``w`` of the set at ``b`` was just used: make it the most recent; the clock (unchanged)."""
+def _used(blk, b, ways, w):  # noqa: ANN001, ANN202
+    """Way ``w`` of the set at ``b`` was just used: make it the most recent."""
     if ways <= 16:
         if np.int64(blk[b] & 15) == w:
-            return clk                      # already the most recent
+            return                          # already the most recent
         o = _U(blk[b]) | (_U(blk[b + 1]) << _U(32))
         # the nibble equal to w: the zero nibbles of o ^ w...w flagged in their top bit (exactly, and
         # without wrapping arithmetic); u = 1 << 4p for the lowest, position p; move it to the front
@@ -538,12 +606,12 @@ def _used(blk, b, ways, w, clk):  # noqa: ANN001, ANN202
         o = (o & ~(below | (u * _U(15)))) | ((o & below) << _U(4)) | _U(w)
         blk[b] = o & _U(0xFFFFFFFF)
         blk[b + 1] = o >> _U(32)
-        return clk
+        return
     # more than 16 ways: a doubly linked recency list (blk[b] = most recent way, blk[b + 1] = least
     # recent; prev links toward the most recent, next links toward the least recent)
     hd = np.int64(blk[b])
     if hd == w:
-        return clk
+        return
     pv = b + 2 + ways
     nx = b + 2 + 2 * ways
     p = np.int64(blk[pv + w])
@@ -556,12 +624,11 @@ def _used(blk, b, ways, w, clk):  # noqa: ANN001, ANN202
     blk[nx + w] = hd
     blk[pv + hd] = w
     blk[b] = w
-    return clk
 
 
 @_njit_inline
-def _victim(blk, b, ways, clk):  # noqa: ANN001, ANN202
-    """The way a miss in the set at ``b`` replaces, made the most recent; (way, clock)."""
+def _victim(blk, b, ways):  # noqa: ANN001, ANN202
+    """The way a miss in the set at ``b`` replaces, made the most recent."""
     if ways <= 16:
         o = _U(blk[b]) | (_U(blk[b + 1]) << _U(32))
         sh = _U(4 * (ways - 1))
@@ -569,79 +636,66 @@ def _victim(blk, b, ways, clk):  # noqa: ANN001, ANN202
         o = ((o & ~(_U(15) << sh)) << _U(4)) | v
         blk[b] = o & _U(0xFFFFFFFF)
         blk[b + 1] = o >> _U(32)
-        return np.int64(v), clk
+        return np.int64(v)
     v = np.int64(blk[b + 1])                # the least recent way (the list's tail)
-    return v, _used(blk, b, ways, v, clk)
+    _used(blk, b, ways, v)
+    return v
 
 
 @_njit_inline
-def _hit(blk, one, b, ways, t, clk):  # noqa: ANN001, ANN202
-    """Look tag ``t`` up in the set at ``b``; on a hit make it the most recent. (way or -1, clock).
-    A hit on the most recent way (nibble 0) is one compare and changes nothing."""
-    if ways <= 16:
-        w0 = np.int64(blk[b] & 15)
-        if blk[b + 2 + w0] == t:
-            return w0, clk
-    if _any(blk, one, b + 2, ways, t):
-        w = _find(blk, one, b + 2, ways, t)
-        return w, _used(blk, b, ways, w, clk)
-    return -1, clk
-
-
-@_njit_inline
-def _cache_access(phys, c_sets, c_ways, c_sshift, c_lshift, c_off, c_words, c_blk, c_one, clk):  # noqa: ANN001, ANN202
-    """Index of the cache level that hit (``len`` = DRAM), filling the levels above it; the clock."""
+def _cache_access(phys, c_sets, c_ways, c_cls, c_sshift, c_lshift, c_off, c_words, c_blk, c_one):  # noqa: ANN001, ANN202
+    """Index of the cache level that hit (``len`` = DRAM), filling the levels above it. A narrow
+    set is looked up by its most recent way, then one fixed-width compare of its slots."""
     nc = c_sets.shape[0]
     h = nc
     for c in range(nc):
         st, q = _split(phys >> c_lshift[c], c_sets[c], c_sshift[c])
         b = c_off[c] + st * c_words[c]
-        w, clk = _hit(c_blk, c_one, b, c_ways[c], q + 1, clk)
-        if w >= 0:
+        t = q + 1
+        ways = c_ways[c]
+        if ways <= 16:
+            w0 = np.int64(c_blk[b] & 15)
+            if c_blk[b + 2 + w0] == t:
+                h = c
+                break
+            w = _slot(c_blk, c_one, b + 2, c_cls[c], t)
+            if w >= 0:
+                _used(c_blk, b, ways, w)
+                h = c
+                break
+        elif _any(c_blk, c_one, b + 2, ways, t):
+            _used(c_blk, b, ways, _find(c_blk, c_one, b + 2, ways, t))
             h = c
             break
     for c in range(h):
         st, q = _split(phys >> c_lshift[c], c_sets[c], c_sshift[c])
         b = c_off[c] + st * c_words[c]
-        v, clk = _victim(c_blk, b, c_ways[c], clk)
+        v = _victim(c_blk, b, c_ways[c])
         c_blk[b + 2 + v] = q + 1
-    return h, clk
+    return h
 
 
 @_njit
-def _kernel(vaddr, pos, dep_ptr, dep_pos, per_op, out, lin_mask, levels, shifts, tphys, tables, child,
-            t_level, t_mask, t_smash, t_sets, t_ways, t_sshift, t_off, t_words, t_blk, t_recent, t_filt, t_coff, t_cnt,
-            lv_start, lv_n, lv_arr, lv_last,
-            p_mask, p_sets, p_ways, p_sshift, p_off, p_words, p_blk, p_filt, p_coff, p_cnt, p_recent,
-            c_sets, c_ways, c_sshift, c_lshift, c_lat, c_off, c_words, c_blk,
-            dram, l2lat, state, clock_limit, finish, ephys, rank, t_one, p_one, c_one):  # noqa: ANN001, ANN202
-    nc = c_sets.shape[0]
+def _translate(vaddr, lin_mask, levels, shifts, tphys, tables, child,
+               t_level, t_mask, t_smash, t_sets, t_ways, t_sshift, t_off, t_words, t_blk, t_recent, t_filt, t_coff,
+               t_cnt, lv_start, lv_n, lv_arr, lv_last,
+               p_mask, p_sets, p_ways, p_sshift, p_off, p_words, p_blk, p_filt, p_coff, p_cnt, p_recent,
+               phys_out, info_out, wref, ephys, t_one, p_one):  # noqa: ANN001, ANN202
+    """The TLB, walk and paging-structure-cache pass over ``vaddr``: each access's physical address
+    (``phys_out``), ``info`` word and walk references (appended to ``wref``, in walk order); the
+    number of walk references written."""
     nt = t_level.shape[0]
     npsc = p_mask.shape[0]
     psc_fa = npsc == 1 and p_sets[0] == 1 and p_off[0] == 0
-    pf = nc >= 2 and c_sets[nc - 1] * c_words[nc - 1] >= 65536     # a last-level model of 256 KiB or more
     n = vaddr.shape[0]
-    clk = state[0]
-    op = -1
-    op_max = 0
-    row = 0
+    nw = 0
     for i in range(n):
-        p = pos[i]
-        if p == 0:
-            if op >= 0:
-                out[row, 14] += op_max
-            op += 1
-            op_max = 0
-            row = op if per_op else 0
         lin = np.int64(vaddr[i] & lin_mask)
-        lat = 0
         phys = -1
         real = 0
         found = False
         level = 1
         for level in range(1, 3):
-            if level == 2:
-                lat += l2lat
             na = lv_n[level]
             first = lv_last[level]
             for k in range(na):
@@ -708,7 +762,7 @@ def _kernel(vaddr, pos, dep_ptr, dep_pos, per_op, out, lin_mask, levels, shifts,
                                 hw = _find(t_blk, t_one, b + 2, w_, key)
                                 break
                 if hw >= 0:
-                    clk = _used(t_blk, b, w_, hw, clk)
+                    _used(t_blk, b, w_, hw)
                     sc = (t_blk[b + 2 + hw] - 1) & 3
                     pl = t_blk[b + t_words[s] - w_ + hw]
                     real = pl & 3
@@ -719,6 +773,8 @@ def _kernel(vaddr, pos, dep_ptr, dep_pos, per_op, out, lin_mask, levels, shifts,
             if found:
                 break
         hit_level = level if found else 3
+        nref = 0
+        psc_hit = 0
         if hit_level == 3:
             # the MMU's walk of the snapshotted tables
             ti = 0                      # the pgd is table 0 of the snapshot
@@ -747,12 +803,8 @@ def _kernel(vaddr, pos, dep_ptr, dep_pos, per_op, out, lin_mask, levels, shifts,
                 if ti < 0:
                     break
             if leaf < 0:
-                out[row, 15] += 1
-                f = 0
-                for e in range(dep_ptr[i], dep_ptr[i + 1]):
-                    if finish[dep_pos[e]] > f:
-                        f = finish[dep_pos[e]]
-                finish[p] = f
+                info_out[i] = I_FAULT
+                phys_out[i] = -1
                 continue
             start = 0
             if psc_fa and leaf >= 1:
@@ -803,9 +855,9 @@ def _kernel(vaddr, pos, dep_ptr, dep_pos, per_op, out, lin_mask, levels, shifts,
                     if fw != p_recent[0]:
                         p_recent[1] = p_recent[0]
                         p_recent[0] = fw
-                    clk = _used(p_blk, 0, p_ways[0], fw, clk)
+                    _used(p_blk, 0, p_ways[0], fw)
                     start = fd + 1
-                    out[row, 7] += 1
+                    psc_hit = 1
             for d in range(leaf - 1 if not psc_fa else -1, -1, -1):
                 hw_ = levels - 2 - d
                 pk = lin >> shifts[d]
@@ -817,26 +869,22 @@ def _kernel(vaddr, pos, dep_ptr, dep_pos, per_op, out, lin_mask, levels, shifts,
                         if p_filt[s] == 2:
                             w2 = _hlook(p_cnt, p_coff[s] + st * HASH_BUCKETS, p_blk, b, p_ways[s], q * 4 + hw_ + 1)
                             if w2 >= 0:
-                                clk = _used(p_blk, b, p_ways[s], w2, clk)
+                                _used(p_blk, b, p_ways[s], w2)
                                 hitp = True
                                 break
                         elif (not p_filt[s] or _maybe(p_cnt, p_coff[s] + st * 64, q * 4 + hw_ + 1)) and \
                                 _any(p_blk, p_one, b + 2, p_ways[s], q * 4 + hw_ + 1):
-                            clk = _used(p_blk, b, p_ways[s], _find(p_blk, p_one, b + 2, p_ways[s], q * 4 + hw_ + 1),
-                                        clk)
+                            _used(p_blk, b, p_ways[s], _find(p_blk, p_one, b + 2, p_ways[s], q * 4 + hw_ + 1))
                             hitp = True
                             break
                 if hitp:
                     start = d + 1
-                    out[row, 7] += 1
+                    psc_hit = 1
                     break
             for d in range(start, leaf + 1):
-                h, clk = _cache_access(ephys[d], c_sets, c_ways, c_sshift, c_lshift, c_off, c_words, c_blk, c_one,
-                                       clk)
-                for c in range(h):
-                    out[row, 11 + c] += 1
-                out[row, 6] += 1
-                lat += c_lat[h] if h < nc else dram
+                wref[nw] = ephys[d]
+                nw += 1
+            nref = leaf + 1 - start
             for d in range(start, leaf):
                 hw_ = levels - 2 - d
                 pk = lin >> shifts[d]
@@ -844,23 +892,14 @@ def _kernel(vaddr, pos, dep_ptr, dep_pos, per_op, out, lin_mask, levels, shifts,
                     if (p_mask[s] >> hw_) & 1:
                         st, q = _split(pk, p_sets[s], p_sshift[s])
                         b = p_off[s] + st * p_words[s]
-                        v, clk = _victim(p_blk, b, p_ways[s], clk)
+                        v = _victim(p_blk, b, p_ways[s])
                         if p_filt[s] == 2:
                             _rehash(p_cnt, p_coff[s] + st * HASH_BUCKETS, p_blk, b, p_ways[s], v, p_blk[b + 2 + v],
                                     q * 4 + hw_ + 1)
                         elif p_filt[s]:
                             _replace(p_cnt, p_coff[s] + st * 64, p_blk[b + 2 + v], q * 4 + hw_ + 1)
                         p_blk[b + 2 + v] = q * 4 + hw_ + 1
-            out[row, 3 + real] += 1
-        if pf:
-            # start loading the host lines of the data's set in a large last-level cache model
-            # (beyond the host's own caches) while the TLB fills and the upper-level lookups run
-            st, q = _split(phys >> c_lshift[nc - 1], c_sets[nc - 1], c_sshift[nc - 1])
-            b = c_off[nc - 1] + st * c_words[nc - 1]
-            _prefetch(c_blk, b)
-            _prefetch(c_blk, b + c_words[nc - 1] - 1)
         if hit_level >= 2:
-            out[row, 0 + real] += 1
             # fill the L2 TLB (after a walk), then the L1 DTLB, with the entry size each array holds
             for level in range(2 if hit_level == 3 else 1, 0, -1):
                 for s in range(nt):
@@ -875,27 +914,82 @@ def _kernel(vaddr, pos, dep_ptr, dep_pos, per_op, out, lin_mask, levels, shifts,
                     w_ = t_ways[s]
                     st, q = _split(lin >> sh, t_sets[s], t_sshift[s])
                     b = t_off[s] + st * t_words[s]
-                    v, clk = _victim(t_blk, b, w_, clk)
+                    v = _victim(t_blk, b, w_)
                     if t_filt[s] == 2:
                         _rehash(t_cnt, t_coff[s] + st * HASH_BUCKETS, t_blk, b, w_, v, t_blk[b + 2 + v], q * 4 + sc + 1)
                     elif t_filt[s]:
                         _replace(t_cnt, t_coff[s] + st * 64, t_blk[b + 2 + v], q * 4 + sc + 1)
                     t_blk[b + 2 + v] = q * 4 + sc + 1
                     t_blk[b + t_words[s] - w_ + v] = (phys - (lin & ((1 << sh) - 1))) | real
-        h, clk = _cache_access(phys, c_sets, c_ways, c_sshift, c_lshift, c_off, c_words, c_blk, c_one, clk)
-        for c in range(h):
-            out[row, 8 + c] += 1
-        lat += c_lat[h] if h < nc else dram
+        phys_out[i] = phys
+        info_out[i] = hit_level | (real << 2) | (psc_hit << 4) | (nref << 5)
+    return nw
+
+
+@_njit
+def _caches(pos, dep_ptr, dep_pos, per_op, op, out, phys_in, info_in, wref,
+            c_sets, c_ways, c_cls, c_sshift, c_lshift, c_lat, c_off, c_words, c_blk, c_pf,
+            dram, l2lat, finish, c_one):  # noqa: ANN001, ANN202
+    """The cache pass over a stretch translated by :func:`_translate`: each access's walk references,
+    then its data, through the caches (in the one-loop algorithm's order); counters, latencies and
+    each operation's critical path into ``out`` (row ``op`` + 1 onward for ``per_op``; ``op`` is the
+    index of the operation before the stretch's first). Host prefetches of the sets the accesses
+    ``PF_AHEAD`` later will use, in the cache levels flagged in ``c_pf``."""
+    nc = c_sets.shape[0]
+    n = pos.shape[0]
+    op_max = 0
+    row = op if per_op and op >= 0 else 0
+    wi = 0
+    for i in range(n):
+        j = i + 8
+        if j < n and phys_in[j] >= 0:
+            for c in range(1, nc):
+                if c_pf[c]:
+                    st, q = _split(phys_in[j] >> c_lshift[c], c_sets[c], c_sshift[c])
+                    _prefetch(c_blk, c_off[c] + st * c_words[c])
+        p = pos[i]
+        if p == 0:
+            if op >= 0:
+                out[row, 14] += op_max
+            op += 1
+            op_max = 0
+            row = op if per_op else 0
+        inf = info_in[i]
+        hl = inf & 3
         f = 0
         for e in range(dep_ptr[i], dep_ptr[i + 1]):
             if finish[dep_pos[e]] > f:
                 f = finish[dep_pos[e]]
+        if hl == I_FAULT:
+            # not mapped: counted, skipped; it finishes when its inputs do
+            out[row, 15] += 1
+            finish[p] = f
+            continue
+        real = (inf >> 2) & 3
+        lat = 0
+        if hl >= I_L2:
+            lat += l2lat
+            out[row, 0 + real] += 1
+        if hl == I_WALK:
+            out[row, 3 + real] += 1
+            out[row, 7] += (inf >> 4) & 1
+            nr = inf >> 5
+            out[row, 6] += nr
+            for r in range(nr):
+                h = _cache_access(wref[wi], c_sets, c_ways, c_cls, c_sshift, c_lshift, c_off, c_words, c_blk, c_one)
+                wi += 1
+                for c in range(h):
+                    out[row, 11 + c] += 1
+                lat += c_lat[h] if h < nc else dram
+        h = _cache_access(phys_in[i], c_sets, c_ways, c_cls, c_sshift, c_lshift, c_off, c_words, c_blk, c_one)
+        for c in range(h):
+            out[row, 8 + c] += 1
+        lat += c_lat[h] if h < nc else dram
         finish[p] = f + lat
         if finish[p] > op_max:
             op_max = finish[p]
     if op >= 0:
         out[row, 14] += op_max
-    state[0] = clk
 
 
 def _aligned_zeros(n: int, dtype: type) -> np.ndarray:
@@ -904,6 +998,9 @@ def _aligned_zeros(n: int, dtype: type) -> np.ndarray:
     raw = np.zeros(n + 64 // item, dtype=dtype)
     skip = (-raw.ctypes.data % 64) // item
     return raw[skip:skip + n]
+
+
+PF_BYTES = 1 << 17                     # cache models of this many host bytes or more get host prefetches
 
 
 @dataclass
@@ -918,11 +1015,9 @@ class BulkState:
     tables: np.ndarray
     child: np.ndarray     # snapshot index of the table each entry points to (-1: leaf or not present)
     arrays: dict[str, np.ndarray]
-    state: np.ndarray     # [LRU clock, clock value after a renumbering (the most ways of any array)]
-    clock_limit: int = CLOCK_LIMIT
 
     @classmethod
-    def new(cls, cpu: Cpu, tables: PageTables, clock_limit: int = CLOCK_LIMIT) -> BulkState:
+    def new(cls, cpu: Cpu, tables: PageTables) -> BulkState:
         tphys, tarr = snapshot_tables(tables)
         a: dict[str, np.ndarray] = {}
         # the highest physical address a walk can produce: a table page, or a leaf frame + 1 GiB
@@ -930,14 +1025,17 @@ class BulkState:
         top = max(int(tphys.max()) + 4096 if len(tphys) else 0,
                   int((tarr[present] & np.uint64(PTE_PFN_MASK)).max()) + (1 << 30) if present.any() else 0)
 
-        def storage(prefix: str, sets: list[int], ways: list[int], payload: bool, dtype: type) -> None:
+        def storage(prefix: str, sets: list[int], ways: list[int], payload: bool, dtype: type,
+                    slots: list[int] | None = None) -> None:
             """One block of :func:`_words` words per set; each array starts on a host cache line."""
             s = np.array(sets, dtype=np.int64)
             a[prefix + "sets"] = s
             a[prefix + "ways"] = np.array(ways, dtype=np.int64)
             a[prefix + "sshift"] = np.array([x.bit_length() - 1 if x & (x - 1) == 0 else -1 for x in sets],
                                             dtype=np.int64)
-            words = np.array([_words(w, payload) for w in ways], dtype=np.int64)
+            slots = slots or list(ways)
+            a[prefix + "cls"] = np.array(slots, dtype=np.int64)
+            words = np.array([_words(w, payload, sl) for w, sl in zip(ways, slots)], dtype=np.int64)
             a[prefix + "words"] = words
             per_line = 64 // np.dtype(dtype).itemsize
             sizes = -(-(s * words) // per_line) * per_line
@@ -954,6 +1052,7 @@ class BulkState:
                     v[:, 2 + w:2 + 2 * w - 1] = np.arange(1, w)          # prev: toward the most recent
                     v[:, 2 + 2 * w + 1:2 + 3 * w] = np.arange(w - 1)     # next: toward the least recent
             a[prefix + "blk"] = blk
+            a[prefix + "bytes"] = sizes * np.dtype(dtype).itemsize
             # 64 hash counters per set (a miss filter) for arrays of more than NIBBLE_WAYS ways and
             # fully associative ones (used for TLBs and PSCs only)
             wide = np.array(ways, dtype=np.int64) > NIBBLE_WAYS
@@ -982,9 +1081,11 @@ class BulkState:
         cs = cpu.caches
         lshift = [c.line.bit_length() - 1 for c in cs]
         narrow = all((top >> ls) // c.sets + 1 < (1 << 32) for c, ls in zip(cs, lshift))
-        storage("c_", [c.sets for c in cs], [c.ways for c in cs], False, np.uint32 if narrow else np.int64)
+        storage("c_", [c.sets for c in cs], [c.ways for c in cs], False, np.uint32 if narrow else np.int64,
+                [_cls(c.ways) for c in cs])
         a["c_lshift"] = np.array(lshift, dtype=np.int64)
         a["c_lat"] = np.array([c.latency for c in cs], dtype=np.int64)
+        a["c_pf"] = (a["c_bytes"] >= PF_BYTES).astype(np.int64)
         # pgd first, then the rest in address order; child[t, i] = index of the table entry i points to
         order = np.concatenate(([int(np.searchsorted(tphys, tables.pgd_phys))],
                                 [i for i in range(len(tphys)) if tphys[i] != tables.pgd_phys])).astype(np.int64)
@@ -995,32 +1096,103 @@ class BulkState:
         cand = srt[pos]
         is_table = ((tarr & np.uint64(_PAGE_PRESENT)) != 0) & (tphys[cand] == nxt)
         child = np.where(is_table, cand, -1).astype(np.int64)
-        most = max([t.ways for t in ts] + [p.ways for p in ps] + [c.ways for c in cs] + [1])
-        if clock_limit < most + 1:
-            raise ValueError(f"clock_limit must exceed the largest associativity ({most})")
         return cls(cpu, (1 << tables.va_bits) - 1, tables.levels, np.array(tables.shifts, dtype=np.int64),
-                   tphys.astype(np.int64), tarr, child, a, np.array([most, most], dtype=np.int64), clock_limit)
+                   tphys.astype(np.int64), tarr, child, a)
 
 
-def simulate(state: BulkState, trace: Trace, per_op: bool = False) -> np.ndarray:
-    """Run ``trace`` (whole operations) through the bulk simulator; per-op rows or one total row."""
+_POOL: list = []                       # the cache pass's worker thread (created on first use)
+
+
+def sim_threads() -> int:
+    """Host threads :func:`simulate` uses: 2 (the translation and cache passes overlap) when the
+    process may run on two or more CPUs and the passes are compiled, else 1. ``VMEMMAP_SIM_THREADS``
+    = 1 or 2 overrides. Results never depend on it."""
+    env = os.environ.get("VMEMMAP_SIM_THREADS", "").strip()
+    if env in ("1", "2"):
+        return int(env)
+    if not COMPILED or numba.config.DISABLE_JIT:
+        return 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
+    return 2 if cpus >= 2 else 1
+
+
+def _stretches(trace: Trace, size: int) -> list[tuple[int, int]]:
+    """``[a, b)`` access ranges of about ``size`` accesses each, cut at operation starts."""
+    n = trace.n
+    if n <= size:
+        return [(0, n)]
+    starts = trace.op_starts
+    cuts = [0]
+    while cuts[-1] < n:
+        k = int(np.searchsorted(starts, cuts[-1] + size))
+        nxt = int(starts[k]) if k < len(starts) else n
+        cuts.append(nxt)
+    return list(zip(cuts[:-1], cuts[1:]))
+
+
+def simulate(state: BulkState, trace: Trace, per_op: bool = False, threads: int | None = None,
+             stretch: int = STRETCH) -> np.ndarray:
+    """Run ``trace`` (whole operations) through the bulk simulator; per-op rows or one total row.
+
+    The trace is cut into stretches of about ``stretch`` accesses at operation starts; each stretch is
+    translated (:func:`_translate`) and then sent through the caches (:func:`_caches`). With
+    ``threads`` = 2 (default :func:`sim_threads`) stretch j+1 is translated while a worker thread
+    runs stretch j through the caches."""
     a = state.arrays
     out = np.zeros((trace.n_ops if per_op else 1, NF), dtype=np.int64)
     if trace.n == 0:
         return out
-    args = (trace.vaddr, trace.pos, trace.dep_ptr, trace.dep_pos, per_op, out,
-            np.uint64(state.lin_mask), state.levels, state.shifts, state.tphys, state.tables, state.child,
-            a["t_level"], a["t_mask"], a["t_smash"], a["t_sets"], a["t_ways"], a["t_sshift"], a["t_off"],
-            a["t_words"], a["t_blk"], a["t_recent"], a["t_filt"], a["t_coff"], a["t_cnt"],
-            a["lv_start"], a["lv_n"], a["lv_arr"], a["lv_last"],
-            a["p_mask"], a["p_sets"], a["p_ways"], a["p_sshift"], a["p_off"], a["p_words"], a["p_blk"],
-            a["p_filt"], a["p_coff"], a["p_cnt"], a["p_recent"],
-            a["c_sets"], a["c_ways"], a["c_sshift"], a["c_lshift"], a["c_lat"], a["c_off"], a["c_words"], a["c_blk"],
-            state.cpu.dram_cycles, state.cpu.l2_tlb_latency, state.state, state.clock_limit,
-            np.zeros(int(trace.pos.max()) + 1, dtype=np.int64), np.zeros(12, dtype=np.int64),
-            np.zeros(int(state.state[1]), dtype=np.int64), np.zeros(1, a["t_blk"].dtype),
-            np.zeros(1, a["p_blk"].dtype), np.zeros(1, a["c_blk"].dtype))
-    _compiled(_kernel, args)(*args)
+    threads = sim_threads() if threads is None else threads
+    levels = state.levels
+    t_one, p_one, c_one = np.zeros(1, a["t_blk"].dtype), np.zeros(1, a["p_blk"].dtype), np.zeros(1, a["c_blk"].dtype)
+    finish = np.zeros(int(trace.pos.max()) + 1, dtype=np.int64)
+    t_args = (np.uint64(state.lin_mask), levels, state.shifts, state.tphys, state.tables, state.child,
+              a["t_level"], a["t_mask"], a["t_smash"], a["t_sets"], a["t_ways"], a["t_sshift"], a["t_off"],
+              a["t_words"], a["t_blk"], a["t_recent"], a["t_filt"], a["t_coff"], a["t_cnt"],
+              a["lv_start"], a["lv_n"], a["lv_arr"], a["lv_last"],
+              a["p_mask"], a["p_sets"], a["p_ways"], a["p_sshift"], a["p_off"], a["p_words"], a["p_blk"],
+              a["p_filt"], a["p_coff"], a["p_cnt"], a["p_recent"])
+    c_args = (a["c_sets"], a["c_ways"], a["c_cls"], a["c_sshift"], a["c_lshift"], a["c_lat"], a["c_off"],
+              a["c_words"], a["c_blk"], a["c_pf"], state.cpu.dram_cycles, state.cpu.l2_tlb_latency, finish, c_one)
+    parts = _stretches(trace, max(1, stretch))
+    size = max(b - a_ for a_, b in parts)
+    bufs = [(np.empty(size, np.int64), np.empty(size, np.int64), np.empty(size * levels, np.int64))
+            for _ in range(2 if threads > 1 and len(parts) > 1 else 1)]
+    ephys = np.zeros(12, dtype=np.int64)
+    translate = caches = None
+    op_at = np.searchsorted(trace.op_starts, [p[0] for p in parts]) - 1    # the op before each stretch
+
+    def run_caches(k: int, buf: tuple, nw: int) -> None:  # noqa: ANN001
+        x, y = parts[k]
+        ph, inf, wr = buf
+        caches(trace.pos[x:y], trace.dep_ptr[x:y + 1], trace.dep_pos, per_op, int(op_at[k]), out,
+               ph[:y - x], inf[:y - x], wr[:nw], *c_args)
+
+    pending = None
+    try:
+        for k, (x, y) in enumerate(parts):
+            ph, inf, wr = buf = bufs[k % len(bufs)]
+            targs = (trace.vaddr[x:y], *t_args, ph[:y - x], inf[:y - x], wr, ephys, t_one, p_one)
+            translate = translate or _compiled(_translate, targs)
+            nw = translate(*targs)
+            if caches is None:
+                caches = _compiled(_caches, (trace.pos[x:y], trace.dep_ptr[x:y + 1], trace.dep_pos, per_op, 0,
+                                             out, ph[:y - x], inf[:y - x], wr[:nw], *c_args))
+            if len(bufs) == 1:
+                run_caches(k, buf, nw)
+                continue
+            if pending is not None:
+                pending.result()
+            if not _POOL:
+                from concurrent.futures import ThreadPoolExecutor
+                _POOL.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="vmemmap-sim"))
+            pending = _POOL[0].submit(run_caches, k, buf, nw)
+    finally:
+        if pending is not None:
+            pending.result()
     return out
 
 
