@@ -689,8 +689,17 @@ def _translate(vaddr, lin_mask, levels, shifts, tphys, tables, child,
     psc_fa = npsc == 1 and p_sets[0] == 1 and p_off[0] == 0
     n = vaddr.shape[0]
     nw = 0
+    prev_pg = -1                # the previous access's 4 KiB page, when its translation is MRU in the L1 DTLB
+    prev_base = 0
+    prev_real = 0
     for i in range(n):
         lin = np.int64(vaddr[i] & lin_mask)
+        if (lin >> 12) == prev_pg:
+            # the same 4 KiB page as the access before, whose entry that access left most recent in
+            # its L1 DTLB set: an L1 hit that changes no recency order (as the full lookup would find)
+            phys_out[i] = prev_base + (lin & 4095)
+            info_out[i] = I_L1 | (prev_real << 2)
+            continue
         phys = -1
         real = 0
         found = False
@@ -805,6 +814,7 @@ def _translate(vaddr, lin_mask, levels, shifts, tphys, tables, child,
             if leaf < 0:
                 info_out[i] = I_FAULT
                 phys_out[i] = -1
+                prev_pg = -1
                 continue
             start = 0
             if psc_fa and leaf >= 1:
@@ -899,6 +909,7 @@ def _translate(vaddr, lin_mask, levels, shifts, tphys, tables, child,
                         elif p_filt[s]:
                             _replace(p_cnt, p_coff[s] + st * 64, p_blk[b + 2 + v], q * 4 + hw_ + 1)
                         p_blk[b + 2 + v] = q * 4 + hw_ + 1
+        in_l1 = hit_level == 1
         if hit_level >= 2:
             # fill the L2 TLB (after a walk), then the L1 DTLB, with the entry size each array holds
             for level in range(2 if hit_level == 3 else 1, 0, -1):
@@ -921,6 +932,10 @@ def _translate(vaddr, lin_mask, levels, shifts, tphys, tables, child,
                         _replace(t_cnt, t_coff[s] + st * 64, t_blk[b + 2 + v], q * 4 + sc + 1)
                     t_blk[b + 2 + v] = q * 4 + sc + 1
                     t_blk[b + t_words[s] - w_ + v] = (phys - (lin & ((1 << sh) - 1))) | real
+                    in_l1 |= level == 1
+        prev_pg = lin >> 12 if in_l1 else -1
+        prev_base = phys - (lin & 4095)
+        prev_real = real
         phys_out[i] = phys
         info_out[i] = hit_level | (real << 2) | (psc_hit << 4) | (nref << 5)
     return nw
@@ -940,6 +955,8 @@ def _caches(pos, dep_ptr, dep_pos, per_op, op, out, phys_in, info_in, wref,
     op_max = 0
     row = op if per_op and op >= 0 else 0
     wi = 0
+    ls0 = c_lshift[0] if nc > 0 else 0
+    last = -1                   # the L1D line of the previous cache access: its most recent way
     for i in range(n):
         j = i + 8
         if j < n and phys_in[j] >= 0:
@@ -976,12 +993,22 @@ def _caches(pos, dep_ptr, dep_pos, per_op, op, out, phys_in, info_in, wref,
             nr = inf >> 5
             out[row, 6] += nr
             for r in range(nr):
-                h = _cache_access(wref[wi], c_sets, c_ways, c_cls, c_sshift, c_lshift, c_off, c_words, c_blk, c_one)
+                x = wref[wi]
+                if nc > 0 and (x >> ls0) == last:
+                    h = 0               # the line the access before used: an L1D hit, nothing moves
+                else:
+                    h = _cache_access(x, c_sets, c_ways, c_cls, c_sshift, c_lshift, c_off, c_words, c_blk, c_one)
+                last = x >> ls0
                 wi += 1
                 for c in range(h):
                     out[row, 11 + c] += 1
                 lat += c_lat[h] if h < nc else dram
-        h = _cache_access(phys_in[i], c_sets, c_ways, c_cls, c_sshift, c_lshift, c_off, c_words, c_blk, c_one)
+        x = phys_in[i]
+        if nc > 0 and (x >> ls0) == last:
+            h = 0
+        else:
+            h = _cache_access(x, c_sets, c_ways, c_cls, c_sshift, c_lshift, c_off, c_words, c_blk, c_one)
+        last = x >> ls0
         for c in range(h):
             out[row, 8 + c] += 1
         lat += c_lat[h] if h < nc else dram
