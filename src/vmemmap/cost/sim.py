@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Callable
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -643,380 +643,111 @@ def _victim(blk, b, ways):  # noqa: ANN001, ANN202
 
 
 @_njit_inline
-def _cache_access(phys, c_sets, c_ways, c_cls, c_sshift, c_lshift, c_off, c_words, c_blk, c_one):  # noqa: ANN001, ANN202
-    """Index of the cache level that hit (``len`` = DRAM), filling the levels above it. A narrow
-    set is looked up by its most recent way, then one fixed-width compare of its slots."""
-    nc = c_sets.shape[0]
-    h = nc
-    for c in range(nc):
-        st, q = _split(phys >> c_lshift[c], c_sets[c], c_sshift[c])
-        b = c_off[c] + st * c_words[c]
-        t = q + 1
-        ways = c_ways[c]
-        if ways <= 16:
-            w0 = np.int64(c_blk[b] & 15)
-            if c_blk[b + 2 + w0] == t:
-                h = c
-                break
-            w = _slot(c_blk, c_one, b + 2, c_cls[c], t)
-            if w >= 0:
-                _used(c_blk, b, ways, w)
-                h = c
-                break
-        elif _any(c_blk, c_one, b + 2, ways, t):
-            _used(c_blk, b, ways, _find(c_blk, c_one, b + 2, ways, t))
-            h = c
-            break
-    for c in range(h):
-        st, q = _split(phys >> c_lshift[c], c_sets[c], c_sshift[c])
-        b = c_off[c] + st * c_words[c]
-        v = _victim(c_blk, b, c_ways[c])
-        c_blk[b + 2 + v] = q + 1
-    return h
+def _used_n(blk, b, w):  # noqa: ANN001, ANN202
+    """:func:`_used` for a set of at most 16 ways (nibble recency word)."""
+    if np.int64(blk[b] & 15) != w:
+        o = _U(blk[b]) | (_U(blk[b + 1]) << _U(32))
+        x = o ^ (_U(w) * _U(0x1111111111111111))
+        z = ~(((x & _U(0x7777777777777777)) + _U(0x7777777777777777)) | x) & _U(0x8888888888888888)
+        u = (z & (~z + _U(1))) >> _U(3)
+        below = u - _U(1)
+        o = (o & ~(below | (u * _U(15)))) | ((o & below) << _U(4)) | _U(w)
+        blk[b] = o & _U(0xFFFFFFFF)
+        blk[b + 1] = o >> _U(32)
 
 
-@_njit
-def _translate(vaddr, lin_mask, levels, shifts, tphys, tables, child,
-               t_level, t_mask, t_smash, t_sets, t_ways, t_sshift, t_off, t_words, t_blk, t_recent, t_filt, t_coff,
-               t_cnt, lv_start, lv_n, lv_arr, lv_last,
-               p_mask, p_sets, p_ways, p_sshift, p_off, p_words, p_blk, p_filt, p_coff, p_cnt, p_recent,
-               phys_out, info_out, wref, ephys, t_one, p_one):  # noqa: ANN001, ANN202
-    """The TLB, walk and paging-structure-cache pass over ``vaddr``: each access's physical address
-    (``phys_out``), ``info`` word and walk references (appended to ``wref``, in walk order); the
-    number of walk references written."""
-    nt = t_level.shape[0]
-    npsc = p_mask.shape[0]
-    psc_fa = npsc == 1 and p_sets[0] == 1 and p_off[0] == 0
-    n = vaddr.shape[0]
-    nw = 0
-    prev_pg = -1                # the previous access's 4 KiB page, when its translation is MRU in the L1 DTLB
-    prev_base = 0
-    prev_real = 0
-    for i in range(n):
-        lin = np.int64(vaddr[i] & lin_mask)
-        if (lin >> 12) == prev_pg:
-            # the same 4 KiB page as the access before, whose entry that access left most recent in
-            # its L1 DTLB set: an L1 hit that changes no recency order (as the full lookup would find)
-            phys_out[i] = prev_base + (lin & 4095)
-            info_out[i] = I_L1 | (prev_real << 2)
-            continue
-        phys = -1
-        real = 0
-        found = False
-        level = 1
-        for level in range(1, 3):
-            na = lv_n[level]
-            first = lv_last[level]
-            for k in range(na):
-                kk = first + k
-                if kk >= na:
-                    kk -= na
-                s = lv_arr[lv_start[level] + kk]      # the array that hit last is tried first (at most one can hit)
-                w_ = t_ways[s]
-                m = t_mask[s]
-                hw = -1
-                b = 0
-                if t_sets[s] == 1:
-                    # fully associative: the two ways that hit last are checked first (a key is in at
-                    # most one way, so this is exact), then one pass for every page size the array holds
-                    b = t_off[s]
-                    k0 = (lin >> 12) * 4 + 1 if m & 1 else -1
-                    k1 = (lin >> 21) * 4 + 2 if m & 2 else -1
-                    k2 = (lin >> 30) * 4 + 3 if m & 4 else -1
-                    r0 = t_recent[2 * s]
-                    x = t_blk[b + 2 + r0]
-                    if (x == k0) | (x == k1) | (x == k2):
-                        hw = r0
-                    else:
-                        r1 = t_recent[2 * s + 1]
-                        x = t_blk[b + 2 + r1]
-                        if (x == k0) | (x == k1) | (x == k2):
-                            hw = r1
-                        elif not t_filt[s]:
-                            hw = _find3(t_blk, b + 2, w_, k0, k1, k2)
-                        elif t_filt[s] == 2:
-                            co = t_coff[s]
-                            if k0 > 0:
-                                hw = _hlook(t_cnt, co, t_blk, b, w_, k0)
-                            if hw < 0 and k1 > 0:
-                                hw = _hlook(t_cnt, co, t_blk, b, w_, k1)
-                            if hw < 0 and k2 > 0:
-                                hw = _hlook(t_cnt, co, t_blk, b, w_, k2)
-                        else:
-                            co = t_coff[s]
-                            k0 = k0 if _maybe(t_cnt, co, k0) else -1
-                            k1 = k1 if _maybe(t_cnt, co, k1) else -1
-                            k2 = k2 if _maybe(t_cnt, co, k2) else -1
-                            if k0 > 0 or k1 > 0 or k2 > 0:
-                                hw = _find3(t_blk, b + 2, w_, k0, k1, k2)
-                        if hw >= 0:
-                            t_recent[2 * s + 1] = r0
-                            t_recent[2 * s] = hw
-                else:
-                    for sc in range(3):
-                        if (m >> sc) & 1:
-                            st, q = _split(lin >> (12 + 9 * sc), t_sets[s], t_sshift[s])
-                            b = t_off[s] + st * t_words[s]
-                            key = q * 4 + sc + 1
-                            if w_ <= 16 and t_blk[b + 2 + (t_blk[b] & 15)] == key:
-                                hw = np.int64(t_blk[b] & 15)           # the set's most recent way
-                                break
-                            if t_filt[s] == 2:
-                                hw = _hlook(t_cnt, t_coff[s] + st * HASH_BUCKETS, t_blk, b, w_, key)
-                                if hw >= 0:
-                                    break
-                                continue
-                            if (not t_filt[s] or _maybe(t_cnt, t_coff[s] + st * 64, key)) and \
-                                    _any(t_blk, t_one, b + 2, w_, key):
-                                hw = _find(t_blk, t_one, b + 2, w_, key)
-                                break
-                if hw >= 0:
-                    _used(t_blk, b, w_, hw)
-                    sc = (t_blk[b + 2 + hw] - 1) & 3
-                    pl = t_blk[b + t_words[s] - w_ + hw]
-                    real = pl & 3
-                    phys = (pl - real) + (lin & ((1 << (12 + 9 * sc)) - 1))
-                    found = True
-                    lv_last[level] = kk
-                    break
-            if found:
-                break
-        hit_level = level if found else 3
-        nref = 0
-        psc_hit = 0
-        if hit_level == 3:
-            # the MMU's walk of the snapshotted tables
-            ti = 0                      # the pgd is table 0 of the snapshot
-            leaf = -1
-            for d in range(levels):
-                idx = (lin >> shifts[d]) & 511
-                e = tables[ti, idx]
-                ephys[d] = tphys[ti] + idx * 8
-                if not (e & np.uint64(1)):
-                    break
-                if d == levels - 1:
-                    phys = np.int64(e & np.uint64(0x000FFFFFFFFFF000)) + (lin & 4095)
-                    real = 0
-                    leaf = d
-                    break
-                if shifts[d] <= 30 and (e & np.uint64(0x80)):
-                    if shifts[d] == 30:
-                        phys = np.int64(e & np.uint64(0x000FFFFFC0000000)) + (lin & ((1 << 30) - 1))
-                        real = 2
-                    else:
-                        phys = np.int64(e & np.uint64(0x000FFFFFFFE00000)) + (lin & ((1 << 21) - 1))
-                        real = 1
-                    leaf = d
-                    break
-                ti = child[ti, idx]
-                if ti < 0:
-                    break
-            if leaf < 0:
-                info_out[i] = I_FAULT
-                phys_out[i] = -1
-                prev_pg = -1
-                continue
-            start = 0
-            if psc_fa and leaf >= 1:
-                # one fully associative PSC holds every level: one pass over its tags for all of them
-                k4 = ephys[8:12]          # scratch: the four keys
-                for d in range(4):
-                    hw_ = levels - 2 - d
-                    k4[d] = (lin >> shifts[d]) * 4 + hw_ + 1 if d < leaf and (p_mask[0] >> hw_) & 1 else -1
-                    if p_filt[0] == 1 and not _maybe(p_cnt, 0, k4[d]):
-                        k4[d] = -1
-                f0 = f1 = f2 = f3 = -1
-                dmax = 3
-                while dmax >= 0 and k4[dmax] < 0:
-                    dmax -= 1
-                fd = -1
-                fw = -1
-                if dmax >= 0:
-                    # the deepest candidate in one of the two ways that hit last: no deeper key can
-                    # hit (none is a candidate), so this is the walk's PSC hit without a search
-                    if p_blk[2 + p_recent[0]] == k4[dmax]:
-                        fw = p_recent[0]
-                    elif p_blk[2 + p_recent[1]] == k4[dmax]:
-                        fw = p_recent[1]
-                    elif p_filt[0] == 2:
-                        # the deepest candidate that hits, by hash lookups from the deepest up
-                        for d in range(dmax, -1, -1):
-                            if k4[d] > 0:
-                                f0 = _hlook(p_cnt, 0, p_blk, 0, p_ways[0], k4[d])
-                                if f0 >= 0:
-                                    fd, fw = d, f0
-                                    break
-                        f0 = -1
-                    else:
-                        f0, f1, f2, f3 = _find4(p_blk, 2, p_ways[0], k4[0], k4[1], k4[2], k4[3])
-                if fd >= 0:
-                    pass
-                elif fw >= 0:
-                    fd = dmax
-                elif f3 >= 0:
-                    fd, fw = 3, f3
-                elif f2 >= 0:
-                    fd, fw = 2, f2
-                elif f1 >= 0:
-                    fd, fw = 1, f1
-                elif f0 >= 0:
-                    fd, fw = 0, f0
-                if fd >= 0:
-                    if fw != p_recent[0]:
-                        p_recent[1] = p_recent[0]
-                        p_recent[0] = fw
-                    _used(p_blk, 0, p_ways[0], fw)
-                    start = fd + 1
-                    psc_hit = 1
-            for d in range(leaf - 1 if not psc_fa else -1, -1, -1):
-                hw_ = levels - 2 - d
-                pk = lin >> shifts[d]
-                hitp = False
-                for s in range(npsc):
-                    if (p_mask[s] >> hw_) & 1:
-                        st, q = _split(pk, p_sets[s], p_sshift[s])
-                        b = p_off[s] + st * p_words[s]
-                        if p_filt[s] == 2:
-                            w2 = _hlook(p_cnt, p_coff[s] + st * HASH_BUCKETS, p_blk, b, p_ways[s], q * 4 + hw_ + 1)
-                            if w2 >= 0:
-                                _used(p_blk, b, p_ways[s], w2)
-                                hitp = True
-                                break
-                        elif (not p_filt[s] or _maybe(p_cnt, p_coff[s] + st * 64, q * 4 + hw_ + 1)) and \
-                                _any(p_blk, p_one, b + 2, p_ways[s], q * 4 + hw_ + 1):
-                            _used(p_blk, b, p_ways[s], _find(p_blk, p_one, b + 2, p_ways[s], q * 4 + hw_ + 1))
-                            hitp = True
-                            break
-                if hitp:
-                    start = d + 1
-                    psc_hit = 1
-                    break
-            for d in range(start, leaf + 1):
-                wref[nw] = ephys[d]
-                nw += 1
-            nref = leaf + 1 - start
-            for d in range(start, leaf):
-                hw_ = levels - 2 - d
-                pk = lin >> shifts[d]
-                for s in range(npsc):
-                    if (p_mask[s] >> hw_) & 1:
-                        st, q = _split(pk, p_sets[s], p_sshift[s])
-                        b = p_off[s] + st * p_words[s]
-                        v = _victim(p_blk, b, p_ways[s])
-                        if p_filt[s] == 2:
-                            _rehash(p_cnt, p_coff[s] + st * HASH_BUCKETS, p_blk, b, p_ways[s], v, p_blk[b + 2 + v],
-                                    q * 4 + hw_ + 1)
-                        elif p_filt[s]:
-                            _replace(p_cnt, p_coff[s] + st * 64, p_blk[b + 2 + v], q * 4 + hw_ + 1)
-                        p_blk[b + 2 + v] = q * 4 + hw_ + 1
-        in_l1 = hit_level == 1
-        if hit_level >= 2:
-            # fill the L2 TLB (after a walk), then the L1 DTLB, with the entry size each array holds
-            for level in range(2 if hit_level == 3 else 1, 0, -1):
-                for s in range(nt):
-                    if t_level[s] != level:
-                        continue
-                    sc = real
-                    if sc == 2 and t_smash[s] and (t_mask[s] >> 1) & 1:
-                        sc = 1
-                    if not (t_mask[s] >> sc) & 1:
-                        continue
-                    sh = 12 + 9 * sc
-                    w_ = t_ways[s]
-                    st, q = _split(lin >> sh, t_sets[s], t_sshift[s])
-                    b = t_off[s] + st * t_words[s]
-                    v = _victim(t_blk, b, w_)
-                    if t_filt[s] == 2:
-                        _rehash(t_cnt, t_coff[s] + st * HASH_BUCKETS, t_blk, b, w_, v, t_blk[b + 2 + v], q * 4 + sc + 1)
-                    elif t_filt[s]:
-                        _replace(t_cnt, t_coff[s] + st * 64, t_blk[b + 2 + v], q * 4 + sc + 1)
-                    t_blk[b + 2 + v] = q * 4 + sc + 1
-                    t_blk[b + t_words[s] - w_ + v] = (phys - (lin & ((1 << sh) - 1))) | real
-                    in_l1 |= level == 1
-        prev_pg = lin >> 12 if in_l1 else -1
-        prev_base = phys - (lin & 4095)
-        prev_real = real
-        phys_out[i] = phys
-        info_out[i] = hit_level | (real << 2) | (psc_hit << 4) | (nref << 5)
-    return nw
+@_njit_inline
+def _victim_n(blk, b, ways):  # noqa: ANN001, ANN202
+    """:func:`_victim` for a set of at most 16 ways (nibble recency word)."""
+    o = _U(blk[b]) | (_U(blk[b + 1]) << _U(32))
+    sh = _U(4 * (ways - 1))
+    v = (o >> sh) & _U(15)
+    o = ((o & ~(_U(15) << sh)) << _U(4)) | v
+    blk[b] = o & _U(0xFFFFFFFF)
+    blk[b + 1] = o >> _U(32)
+    return np.int64(v)
 
 
-@_njit
-def _caches(pos, dep_ptr, dep_pos, per_op, op, out, phys_in, info_in, wref,
-            c_sets, c_ways, c_cls, c_sshift, c_lshift, c_lat, c_off, c_words, c_blk, c_pf,
-            dram, l2lat, finish, c_one):  # noqa: ANN001, ANN202
-    """The cache pass over a stretch translated by :func:`_translate`: each access's walk references,
-    then its data, through the caches (in the one-loop algorithm's order); counters, latencies and
-    each operation's critical path into ``out`` (row ``op`` + 1 onward for ``per_op``; ``op`` is the
-    index of the operation before the stretch's first). Host prefetches of the sets the accesses
-    ``PF_AHEAD`` later will use, in the cache levels flagged in ``c_pf``."""
-    nc = c_sets.shape[0]
-    n = pos.shape[0]
-    op_max = 0
-    row = op if per_op and op >= 0 else 0
-    wi = 0
-    ls0 = c_lshift[0] if nc > 0 else 0
-    last = -1                   # the L1D line of the previous cache access: its most recent way
-    for i in range(n):
-        j = i + 8
-        if j < n and phys_in[j] >= 0:
-            for c in range(1, nc):
-                if c_pf[c]:
-                    st, q = _split(phys_in[j] >> c_lshift[c], c_sets[c], c_sshift[c])
-                    _prefetch(c_blk, c_off[c] + st * c_words[c])
-        p = pos[i]
-        if p == 0:
-            if op >= 0:
-                out[row, 14] += op_max
-            op += 1
-            op_max = 0
-            row = op if per_op else 0
-        inf = info_in[i]
-        hl = inf & 3
-        f = 0
-        for e in range(dep_ptr[i], dep_ptr[i + 1]):
-            if finish[dep_pos[e]] > f:
-                f = finish[dep_pos[e]]
-        if hl == I_FAULT:
-            # not mapped: counted, skipped; it finishes when its inputs do
-            out[row, 15] += 1
-            finish[p] = f
-            continue
-        real = (inf >> 2) & 3
-        lat = 0
-        if hl >= I_L2:
-            lat += l2lat
-            out[row, 0 + real] += 1
-        if hl == I_WALK:
-            out[row, 3 + real] += 1
-            out[row, 7] += (inf >> 4) & 1
-            nr = inf >> 5
-            out[row, 6] += nr
-            for r in range(nr):
-                x = wref[wi]
-                if nc > 0 and (x >> ls0) == last:
-                    h = 0               # the line the access before used: an L1D hit, nothing moves
-                else:
-                    h = _cache_access(x, c_sets, c_ways, c_cls, c_sshift, c_lshift, c_off, c_words, c_blk, c_one)
-                last = x >> ls0
-                wi += 1
-                for c in range(h):
-                    out[row, 11 + c] += 1
-                lat += c_lat[h] if h < nc else dram
-        x = phys_in[i]
-        if nc > 0 and (x >> ls0) == last:
-            h = 0
+@_njit_inline
+def _used_l(blk, b, ways, w):  # noqa: ANN001, ANN202
+    """:func:`_used` for a set of more than 16 ways (recency list)."""
+    hd = np.int64(blk[b])
+    if hd != w:
+        pv = b + 2 + ways
+        nx = b + 2 + 2 * ways
+        p = np.int64(blk[pv + w])
+        q = np.int64(blk[nx + w])
+        blk[nx + p] = q
+        if np.int64(blk[b + 1]) == w:
+            blk[b + 1] = p
         else:
-            h = _cache_access(x, c_sets, c_ways, c_cls, c_sshift, c_lshift, c_off, c_words, c_blk, c_one)
-        last = x >> ls0
-        for c in range(h):
-            out[row, 8 + c] += 1
-        lat += c_lat[h] if h < nc else dram
-        finish[p] = f + lat
-        if finish[p] > op_max:
-            op_max = finish[p]
-    if op >= 0:
-        out[row, 14] += op_max
+            blk[pv + q] = p
+        blk[nx + w] = hd
+        blk[pv + hd] = w
+        blk[b] = w
+
+
+@_njit_inline
+def _victim_l(blk, b, ways):  # noqa: ANN001, ANN202
+    """:func:`_victim` for a set of more than 16 ways (recency list): its tail, made the most recent."""
+    v = np.int64(blk[b + 1])
+    _used_l(blk, b, ways, v)
+    return v
+
+
+@_njit_inline
+def _psc_fa(p_blk, p_cnt, p_recent, lin, leaf, levels, shifts, k4, mask, ways, filt):  # noqa: ANN001, ANN202
+    """One fully associative paging-structure cache holding every level: the walk step after the
+    deepest cached entry for ``lin`` (0 when none hits), one pass over its tags for all levels."""
+    for d in range(4):
+        hw_ = levels - 2 - d
+        k4[d] = (lin >> shifts[d]) * 4 + hw_ + 1 if d < leaf and (mask >> hw_) & 1 else -1
+        if filt == 1 and not _maybe(p_cnt, 0, k4[d]):
+            k4[d] = -1
+    f0 = f1 = f2 = f3 = -1
+    dmax = 3
+    while dmax >= 0 and k4[dmax] < 0:
+        dmax -= 1
+    fd = -1
+    fw = -1
+    if dmax >= 0:
+        # the deepest candidate in one of the two ways that hit last: no deeper key can hit (none is
+        # a candidate), so this is the walk's PSC hit without a search
+        if p_blk[2 + p_recent[0]] == k4[dmax]:
+            fw = p_recent[0]
+        elif p_blk[2 + p_recent[1]] == k4[dmax]:
+            fw = p_recent[1]
+        elif filt == 2:
+            # the deepest candidate that hits, by hash lookups from the deepest up
+            for d in range(dmax, -1, -1):
+                if k4[d] > 0:
+                    f0 = _hlook(p_cnt, 0, p_blk, 0, ways, k4[d])
+                    if f0 >= 0:
+                        fd, fw = d, f0
+                        break
+            f0 = -1
+        else:
+            f0, f1, f2, f3 = _find4(p_blk, 2, ways, k4[0], k4[1], k4[2], k4[3])
+    if fd >= 0:
+        pass
+    elif fw >= 0:
+        fd = dmax
+    elif f3 >= 0:
+        fd, fw = 3, f3
+    elif f2 >= 0:
+        fd, fw = 2, f2
+    elif f1 >= 0:
+        fd, fw = 1, f1
+    elif f0 >= 0:
+        fd, fw = 0, f0
+    if fd < 0:
+        return 0
+    if fw != p_recent[0]:
+        p_recent[1] = p_recent[0]
+        p_recent[0] = fw
+    _used(p_blk, 0, ways, fw)
+    return fd + 1
+
 
 
 def _aligned_zeros(n: int, dtype: type) -> np.ndarray:
@@ -1042,6 +773,7 @@ class BulkState:
     tables: np.ndarray
     child: np.ndarray     # snapshot index of the table each entry points to (-1: leaf or not present)
     arrays: dict[str, np.ndarray]
+    passes: tuple | None = field(default=None, repr=False, compare=False)   # (translate, caches), made once
 
     @classmethod
     def new(cls, cpu: Cpu, tables: PageTables) -> BulkState:
@@ -1095,12 +827,6 @@ class BulkState:
         a["t_smash"] = np.array([int(t.smash_1g) for t in ts], dtype=np.int64)
         storage("t_", [t.sets for t in ts], [t.ways for t in ts], True, np.int64)
         a["t_recent"] = np.zeros(2 * max(len(ts), 1), dtype=np.int64)   # per array: the two ways that hit last
-        # lookup order per TLB level: its arrays (rotated to start at the one that hit last)
-        arrs = {lv: [i for i, t in enumerate(ts) if t.level == lv] for lv in (1, 2)}
-        a["lv_start"] = np.array([0, 0, len(arrs[1])], dtype=np.int64)
-        a["lv_n"] = np.array([0, len(arrs[1]), len(arrs[2])], dtype=np.int64)
-        a["lv_arr"] = np.array(arrs[1] + arrs[2] or [0], dtype=np.int64)
-        a["lv_last"] = np.zeros(3, dtype=np.int64)
         ps = cpu.pscs
         a["p_mask"] = np.array([sum(1 << PSC_LEVELS[lv] for lv in p.levels) for p in ps], dtype=np.int64)
         storage("p_", [p.sets for p in ps], [p.ways for p in ps], False, np.int64)
@@ -1113,6 +839,9 @@ class BulkState:
         a["c_lshift"] = np.array(lshift, dtype=np.int64)
         a["c_lat"] = np.array([c.latency for c in cs], dtype=np.int64)
         a["c_pf"] = (a["c_bytes"] >= PF_BYTES).astype(np.int64)
+        from vmemmap.cost.simgen import WMEMO
+
+        a["wmemo"] = np.zeros(WMEMO * 8, dtype=np.int64)     # memoised big-page walks (simgen's translate)
         # pgd first, then the rest in address order; child[t, i] = index of the table entry i points to
         order = np.concatenate(([int(np.searchsorted(tphys, tables.pgd_phys))],
                                 [i for i in range(len(tphys)) if tphys[i] != tables.pgd_phys])).astype(np.int64)
@@ -1164,50 +893,52 @@ def simulate(state: BulkState, trace: Trace, per_op: bool = False, threads: int 
              stretch: int = STRETCH) -> np.ndarray:
     """Run ``trace`` (whole operations) through the bulk simulator; per-op rows or one total row.
 
-    The trace is cut into stretches of about ``stretch`` accesses at operation starts; each stretch is
-    translated (:func:`_translate`) and then sent through the caches (:func:`_caches`). With
-    ``threads`` = 2 (default :func:`sim_threads`) stretch j+1 is translated while a worker thread
-    runs stretch j through the caches."""
+    The trace is cut into stretches of about ``stretch`` accesses at operation starts; each stretch
+    is translated (the TLB pass) and then sent through the caches (the cache pass), both written
+    out for the state's CPU model by :mod:`vmemmap.cost.simgen`. With ``threads`` = 2 (default
+    :func:`sim_threads`) stretch j+1 is translated while a worker thread runs stretch j through
+    the caches."""
+    from vmemmap.cost.simgen import kernels
+
     a = state.arrays
     out = np.zeros((trace.n_ops if per_op else 1, NF), dtype=np.int64)
     if trace.n == 0:
         return out
     threads = sim_threads() if threads is None else threads
-    levels = state.levels
-    t_one, p_one, c_one = np.zeros(1, a["t_blk"].dtype), np.zeros(1, a["p_blk"].dtype), np.zeros(1, a["c_blk"].dtype)
+    if state.passes is None:
+        state.passes = kernels(state)
+    gen_translate, gen_caches = state.passes
+    # one-word scratch per pass, each on its own host cache line: the passes run on two CPUs, and a
+    # shared line would move between them on every lookup
+    t_one, p_one, c_one = (_aligned_zeros(64 // a[k].itemsize, a[k].dtype)[:1] for k in ("t_blk", "p_blk", "c_blk"))
     finish = np.zeros(int(trace.pos.max()) + 1, dtype=np.int64)
-    t_args = (np.uint64(state.lin_mask), levels, state.shifts, state.tphys, state.tables, state.child,
-              a["t_level"], a["t_mask"], a["t_smash"], a["t_sets"], a["t_ways"], a["t_sshift"], a["t_off"],
-              a["t_words"], a["t_blk"], a["t_recent"], a["t_filt"], a["t_coff"], a["t_cnt"],
-              a["lv_start"], a["lv_n"], a["lv_arr"], a["lv_last"],
-              a["p_mask"], a["p_sets"], a["p_ways"], a["p_sshift"], a["p_off"], a["p_words"], a["p_blk"],
-              a["p_filt"], a["p_coff"], a["p_cnt"], a["p_recent"])
-    c_args = (a["c_sets"], a["c_ways"], a["c_cls"], a["c_sshift"], a["c_lshift"], a["c_lat"], a["c_off"],
-              a["c_words"], a["c_blk"], a["c_pf"], state.cpu.dram_cycles, state.cpu.l2_tlb_latency, finish, c_one)
+    t_args = (np.uint64(state.lin_mask), state.levels, state.shifts, state.tphys, state.tables, state.child,
+              a["t_blk"], a["t_recent"], a["t_cnt"], a["p_blk"], a["p_cnt"], a["p_recent"])
     parts = _stretches(trace, max(1, stretch))
-    size = max(b - a_ for a_, b in parts)
-    bufs = [(np.empty(size, np.int64), np.empty(size, np.int64), np.empty(size * levels, np.int64))
+    size = max(y - x for x, y in parts)
+    bufs = [(np.empty(size, np.int64), np.empty(size, np.int64), np.empty(size * state.levels, np.int64))
             for _ in range(2 if threads > 1 and len(parts) > 1 else 1)]
-    ephys = np.zeros(12, dtype=np.int64)
+    ephys = _aligned_zeros(16, np.int64)
+    op_at = np.searchsorted(trace.op_starts, [x for x, _ in parts]) - 1    # the op before each stretch
     translate = caches = None
-    op_at = np.searchsorted(trace.op_starts, [p[0] for p in parts]) - 1    # the op before each stretch
 
-    def run_caches(k: int, buf: tuple, nw: int) -> None:  # noqa: ANN001
+    def cargs(k: int, buf: tuple, nw: int) -> tuple:
         x, y = parts[k]
-        ph, inf, wr = buf
-        caches(trace.pos[x:y], trace.dep_ptr[x:y + 1], trace.dep_pos, per_op, int(op_at[k]), out,
-               ph[:y - x], inf[:y - x], wr[:nw], *c_args)
+        ph, inf, _wr = buf
+        return (trace.pos[x:y], trace.dep_ptr[x:y + 1], trace.dep_pos, per_op, int(op_at[k]), out,
+                ph[:y - x], inf[:y - x], _wr[:nw], a["c_blk"], finish, c_one)
+
+    def run_caches(k: int, buf: tuple, nw: int) -> None:
+        caches(*cargs(k, buf, nw))
 
     pending = None
     try:
         for k, (x, y) in enumerate(parts):
             ph, inf, wr = buf = bufs[k % len(bufs)]
-            targs = (trace.vaddr[x:y], *t_args, ph[:y - x], inf[:y - x], wr, ephys, t_one, p_one)
-            translate = translate or _compiled(_translate, targs)
+            targs = (trace.vaddr[x:y], *t_args, ph[:y - x], inf[:y - x], wr, ephys, t_one, p_one, a["wmemo"])
+            translate = translate or _compiled(gen_translate, targs)
             nw = translate(*targs)
-            if caches is None:
-                caches = _compiled(_caches, (trace.pos[x:y], trace.dep_ptr[x:y + 1], trace.dep_pos, per_op, 0,
-                                             out, ph[:y - x], inf[:y - x], wr[:nw], *c_args))
+            caches = caches or _compiled(gen_caches, cargs(k, buf, nw))
             if len(bufs) == 1:
                 run_caches(k, buf, nw)
                 continue
