@@ -402,7 +402,7 @@ def access(c_blk, c_one, phys):
 
     # ---- the cache pass
     ls0 = cg[0]["lshift"] if nc else 0
-    src(f'''
+    src('''
 
 @_njit
 def caches(pos, dep_ptr, dep_pos, per_op, op, out, phys_in, info_in, wref, c_blk, finish, c_one):
