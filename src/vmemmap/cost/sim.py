@@ -827,6 +827,7 @@ class BulkState:
         a["t_smash"] = np.array([int(t.smash_1g) for t in ts], dtype=np.int64)
         storage("t_", [t.sets for t in ts], [t.ways for t in ts], True, np.int64)
         a["t_recent"] = np.zeros(2 * max(len(ts), 1), dtype=np.int64)   # per array: the two ways that hit last
+        a["t_szn"] = np.zeros(3 * max(len(ts), 1), dtype=np.int64)      # per array: entries of each page size
         ps = cpu.pscs
         a["p_mask"] = np.array([sum(1 << PSC_LEVELS[lv] for lv in p.levels) for p in ps], dtype=np.int64)
         storage("p_", [p.sets for p in ps], [p.ways for p in ps], False, np.int64)
@@ -935,7 +936,8 @@ def simulate(state: BulkState, trace: Trace, per_op: bool = False, threads: int 
     try:
         for k, (x, y) in enumerate(parts):
             ph, inf, wr = buf = bufs[k % len(bufs)]
-            targs = (trace.vaddr[x:y], *t_args, ph[:y - x], inf[:y - x], wr, ephys, t_one, p_one, a["wmemo"])
+            targs = (trace.vaddr[x:y], *t_args, ph[:y - x], inf[:y - x], wr, ephys, t_one, p_one, a["wmemo"],
+                     a["t_szn"])
             translate = translate or _compiled(gen_translate, targs)
             nw = translate(*targs)
             caches = caches or _compiled(gen_caches, cargs(k, buf, nw))

@@ -79,6 +79,9 @@ def _geometry(st: BulkState, prefix: str, i: int) -> dict[str, int]:
 def _tlb_probe(src: _Src, s: int, g: dict[str, int]) -> None:
     """Code that sets ``hw``/``b`` to the way/set holding ``lin``'s entry in TLB array ``s`` (hw -1 if none)."""
     off, ways, mask, filt, coff = g["off"], g["ways"], g["mask"], g["filt"], g["coff"]
+    # an array holding several page sizes counts its entries of each (t_szn): a size it holds none
+    # of is not looked for
+    multi = bin(mask).count("1") > 1
     if g["sets"] == 1:
         # fully associative: the two ways that hit last first (a key is in at most one way), then
         # a pass, a hash lookup or a filtered pass for every page size the array holds
@@ -94,17 +97,24 @@ def _tlb_probe(src: _Src, s: int, g: dict[str, int]) -> None:
         src(f"r1 = t_recent[{2 * s + 1}]\nx = t_blk[{off + 2} + r1]\nif {match}:\n    hw = r1\nelse:")
         src.indent()
         if filt == 0:
+            if multi:
+                for sc in range(3):
+                    if keys[sc]:
+                        src(f"k{sc} = k{sc} if t_szn[{3 * s + sc}] > 0 else -1")
             src(f"hw = _find3(t_blk, {off + 2}, {ways}, {', '.join(names)})")
         elif filt == 2:
             first = True
             for sc in range(3):
                 if keys[sc]:
-                    src(("" if first else "if hw < 0:\n    ") + f"hw = _hlook(t_cnt, {coff}, t_blk, {off}, {ways}, k{sc})")
+                    cond = ([] if first else ["hw < 0"]) + ([f"t_szn[{3 * s + sc}] > 0"] if multi else [])
+                    look = f"hw = _hlook(t_cnt, {coff}, t_blk, {off}, {ways}, k{sc})"
+                    src(f"if {' and '.join(cond)}:\n    {look}" if cond else look)
                     first = False
         else:
             for sc in range(3):
                 if keys[sc]:
-                    src(f"c{sc} = k{sc} if _maybe(t_cnt, {coff}, k{sc}) else -1")
+                    guard = f"t_szn[{3 * s + sc}] > 0 and " if multi else ""
+                    src(f"c{sc} = k{sc} if {guard}_maybe(t_cnt, {coff}, k{sc}) else -1")
             cs = [f"c{sc}" if keys[sc] else "-1" for sc in range(3)]
             cond = " or ".join(f"c{sc} > 0" for sc in range(3) if keys[sc])
             src(f"if {cond}:\n    hw = _find3(t_blk, {off + 2}, {ways}, {', '.join(cs)})")
@@ -116,8 +126,9 @@ def _tlb_probe(src: _Src, s: int, g: dict[str, int]) -> None:
     for sc in range(3):
         if not (mask >> sc) & 1:
             continue
-        if not first:
-            src("if hw < 0:")
+        cond = ([] if first else ["hw < 0"]) + ([f"t_szn[{3 * s + sc}] > 0"] if multi else [])
+        if cond:
+            src(f"if {' and '.join(cond)}:")
             src.indent()
         src(f"x = lin >> {12 + 9 * sc}")
         src(_split("x", g["sets"], g["sshift"]))
@@ -127,7 +138,7 @@ def _tlb_probe(src: _Src, s: int, g: dict[str, int]) -> None:
                 f"elif _any(t_blk, t_one, b + 2, {ways}, key):\n    hw = _find(t_blk, t_one, b + 2, {ways}, key)")
         else:
             src(f"hw = _hlook(t_cnt, {coff} + st * {HASH_BUCKETS}, t_blk, b, {ways}, key)")
-        if not first:
+        if cond:
             src.indent(-1)
         first = False
 
@@ -144,7 +155,7 @@ def _tlb_take(src: _Src, g: dict[str, int]) -> None:
     src(f"hit_level = {g['level']}")
 
 
-def _tlb_fill(src: _Src, g: dict[str, int]) -> None:
+def _tlb_fill(src: _Src, s: int, g: dict[str, int]) -> None:
     """Code that puts the translation (``phys``, size ``real``) into one TLB array, at the entry size
     the array holds for it (1 GiB smashed to 2 MiB where it does that)."""
     ways, words, mask, filt, coff = g["ways"], g["words"], g["mask"], g["filt"], g["coff"]
@@ -160,6 +171,8 @@ def _tlb_fill(src: _Src, g: dict[str, int]) -> None:
         src(f"_rehash(t_cnt, {coff} + st * {HASH_BUCKETS}, t_blk, b, {ways}, v, t_blk[b + 2 + v], key)")
     elif filt == 1:
         src(f"_replace(t_cnt, {coff} + st * 64, t_blk[b + 2 + v], key)")
+    if bin(mask).count("1") > 1:
+        src(f"old = t_blk[b + 2 + v]\nif old != 0:\n    t_szn[{3 * s} + ((old - 1) & 3)] -= 1\nt_szn[{3 * s} + sc] += 1")
     src(f"t_blk[b + 2 + v] = key\nt_blk[b + {words - ways} + v] = (phys - (lin & ((1 << sh) - 1))) | real")
     if g["level"] == 1:
         src("in_l1 = True")
@@ -217,7 +230,7 @@ from vmemmap.cost.sim import (_U, _any, _find, _find3, _hlook, _maybe, _njit, _n
 
 @_njit
 def translate(vaddr, lin_mask, levels, shifts, tphys, tables, child, t_blk, t_recent, t_cnt, p_blk, p_cnt,
-              p_recent, phys_out, info_out, wref, ephys, t_one, p_one, wmemo):
+              p_recent, phys_out, info_out, wref, ephys, t_one, p_one, wmemo, t_szn):
     """The TLB / walk / paging-structure-cache pass: each access's physical address, info word
     (sim.py: I_*) and walk references (appended to wref, in walk order); the number of references."""
     n = vaddr.shape[0]
@@ -343,10 +356,10 @@ if hit_level == 3:
         src("if hit_level == 3:")
         src.indent()
         for s in fill2:
-            _tlb_fill(src, tg[s])
+            _tlb_fill(src, s, tg[s])
         src.indent(-1)
     for s in fill1:
-        _tlb_fill(src, tg[s])
+        _tlb_fill(src, s, tg[s])
     if not fill1 and not fill2:
         src("pass")
     src.indent(-1)
@@ -417,6 +430,7 @@ def caches(pos, dep_ptr, dep_pos, per_op, op, out, phys_in, info_in, wref, c_blk
     for i in range(n):''')
     src.indent(2)
     pf = [c for c in range(1, nc) if cg[c]["pf"]]
+    st_item = st.arrays["c_blk"].itemsize
     if pf:
         src(f"j = i + {PF_AHEAD}\nif j < n:\n    pj = phys_in[j]\n    if pj >= 0:")
         for c in pf:
@@ -424,6 +438,9 @@ def caches(pos, dep_ptr, dep_pos, per_op, op, out, phys_in, info_in, wref, c_blk
             src(f"        x = pj >> {g['lshift']}")
             src("\n".join("        " + x for x in _split("x", g["sets"], g["sshift"]).splitlines()))
             src(f"        _prefetch(c_blk, {g['off']} + st * {g['words']})")
+            if g["words"] * st_item > 64:
+                # a set block longer than a host line may straddle two
+                src(f"        _prefetch(c_blk, {g['off'] + g['words'] - 1} + st * {g['words']})")
     hl_lat = cpu.l2_tlb_latency
     same = "False" if not nc else f"(x >> {ls0}) == last"
     src(f'''
