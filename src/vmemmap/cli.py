@@ -904,7 +904,8 @@ def cost_cmd(workload: str, machine: str, era: str, cpu_name: str, models: tuple
     and one free of order K; eras 2.6.21-seed, 2.6.24, 6.1 and 6.12). Each operation's accesses are the kernel
     loads the model's code makes plus the struct pages (and pages) it touches; they go through the CPU
     preset's TLBs, paging-structure caches and data caches, and misses walk the booted kernel's page
-    tables.
+    tables. The first run with a CPU preset compiles the simulator for it (10-20 s, kept in
+    ~/.cache/vmemmap/sim or $VMEMMAP_CACHE_DIR); later runs start at once.
 
     \b
     Example:

@@ -18,11 +18,14 @@ Two implementations agree exactly (tests/test_cost.py):
 
 * :class:`ScalarSim` — plain Python objects, walks with ``PageTables.walk``; can narrate each step
   (``explain``) for one operation;
-* :func:`simulate` — the same algorithm over numpy arrays in one numba-compiled loop, with the page
-  tables snapshotted into an array (``snapshot_tables``) and every set stored as one compact block
-  (see "Set layout" below). Without numba the same loop runs interpreted (correct, slow), and
-  :data:`COMPILED` is False. The loop is compiled without numba's negative-index wraparound
-  (:func:`_compiled`; no index in it is negative), which was a constant cost on every array access.
+* :func:`simulate` — the same algorithm over numpy arrays in two compiled passes (see "Two passes"
+  below): the TLB / walk / PSC pass and the cache pass, written out for each CPU model by
+  :mod:`vmemmap.cost.simgen` (the model's geometry as literals) and compiled by numba once per
+  machine (cached on disk). The page tables are snapshotted into an array (``snapshot_tables``)
+  and every set is stored as one compact block (see "Set layout" below). Without numba the same
+  passes run interpreted (correct, slow), and :data:`COMPILED` is False. The passes are compiled
+  without numba's negative-index wraparound (:func:`_compiled`; no index in them is negative),
+  which was a constant cost on every array access.
 
 Operations may have any length: an access waits for the positions ``Trace.dep_pos[dep_ptr[i]:
 dep_ptr[i+1]]`` of its operation, and the finish-time scratch is sized by the trace's largest position.
@@ -352,7 +355,7 @@ def _njit_inline(fn):  # noqa: ANN001, ANN202
 # (``prev``, ``next``, ``hnext``), and for TLBs ``ways`` payloads (page frame | size class). Tags
 # never move. A cache set of at most 16 ways keeps its tags in ``cls`` slots, ``ways`` rounded up to
 # a power of two (the spare slots stay 0 = empty, never a key), so a lookup compares a fixed number
-# of slots -- 2, 4, 8 or 16 -- in one unrolled, vectorised pass (:func:`_slot`).
+# of slots -- 2, 4, 8 or 16 -- in one unrolled, vectorised pass (:func:`_slot16` and its narrower twins).
 #
 # * Up to 16 ways (caches, most TLBs and PSCs): the recency word lists the way numbers as 4-bit
 #   nibbles, most recently used first. A hit moves its nibble to the front (a few bit operations, no
@@ -384,21 +387,28 @@ def _njit_inline(fn):  # noqa: ANN001, ANN202
 # (BulkState.new decides); TLB and PSC blocks are int64.
 #
 # Two passes. The TLBs and paging-structure caches never look at the data caches, so an access's
-# translation does not depend on any cache's state: :func:`_translate` runs the TLB lookups, walks,
-# PSC lookups and fills for a stretch of accesses and writes each access's physical address, an
-# ``info`` word (below) and its walk references, in order; :func:`_caches` then sends the walk
-# references and data addresses through the caches in the same order the one-loop algorithm would,
-# and adds up counters, latencies and each operation's critical path. The caches' state sees the
-# same addresses in the same order, so the results are the same as running both in one loop
-# (ScalarSim does). With two host CPUs the passes overlap: :func:`simulate` translates stretch j+1
-# while another thread runs stretch j through the caches (both compiled functions release the GIL).
-# The cache pass knows its future addresses, and starts loading the host lines of the sets the next
-# accesses will use in the larger cache models.
+# translation does not depend on any cache's state: the translation pass (simgen's ``translate``)
+# runs the TLB lookups, walks, PSC lookups and fills for a stretch of accesses and writes each
+# access's physical address, an ``info`` word (below) and its walk references, in order; the cache
+# pass (simgen's ``caches``) then sends the walk references and data addresses through the caches
+# in the order the one-loop algorithm would, and adds up counters, latencies and each operation's
+# critical path. The caches' state sees the same addresses in the same order, so the results are
+# those of running both in one loop (as ScalarSim does). With two host CPUs the passes overlap:
+# :func:`simulate` translates stretch j+1 while a worker thread runs stretch j through the caches
+# (compiled code releases the GIL). The cache pass knows its future addresses, and starts loading
+# the host lines of the sets the next accesses will use in the larger cache models.
+#
+# Shortcuts that change no outcome: an access to the previous access's 4 KiB page is an L1 DTLB hit
+# on an entry that access left most recent (nothing moves); a cache access to the previous cache
+# access's line is an L1D hit on its most recent way; an array holding several page sizes counts
+# its entries of each and does not look for a size it holds none of; a walk through a 2 MiB region
+# mapped by a 2 MiB or 1 GiB entry is memoised (``wmemo``: the tables never change while a trace
+# runs, and the walk's references still go through the PSCs and caches).
 
 NIBBLE_WAYS = 16                       # arrays of up to this many ways keep a nibble recency word
 _U = np.uint64
 
-# ``info`` word of an access, written by _translate: bits 0-1 the TLB level that translated it
+# ``info`` word of an access, written by the translation pass: bits 0-1 the TLB level that translated it
 # (1 = L1 DTLB, 2 = L2 TLB, 3 = page walk; 0 = a fault: not mapped, access skipped), bits 2-3 the
 # page size class (0 4k, 1 2m, 2 1g), bit 4 a paging-structure cache hit, bits 5-7 walk references.
 I_FAULT, I_L1, I_L2, I_WALK = 0, 1, 2, 3
@@ -420,14 +430,6 @@ def _words(ways: int, payload: bool, slots: int | None = None) -> int:
 def _initial_order(ways: int) -> int:
     """The recency word of an empty set: nibbles ``ways-1, ..., 1, 0`` (way 0 is taken first)."""
     return sum((ways - 1 - p) << (4 * p) for p in range(min(ways, NIBBLE_WAYS)))
-
-
-@_njit_inline
-def _split(x, sets, sshift):  # noqa: ANN001, ANN202
-    """(``x % sets``, ``x // sets``) for ``x`` >= 0; ``sshift`` = log2(sets), or -1 if not a power of two."""
-    if sshift >= 0:
-        return x & (sets - 1), x >> sshift
-    return x % sets, x // sets
 
 
 @_njit_inline
@@ -480,24 +482,6 @@ def _slot4(blk, ub, tt):  # noqa: ANN001, ANN202
     for w in range(4):
         s += (w + 1) * np.int64(blk[ub + _U(w)] == tt)
     return s
-
-
-@_njit_inline
-def _slot(blk, one, tb, cls, t):  # noqa: ANN001, ANN202
-    """The slot (way) of tag ``t`` among a narrow set's ``cls`` slots at ``tb`` (a power of two up
-    to 16; spare slots hold 0), or -1; a fixed-width compare for each size class."""
-    one[0] = t
-    tt = one[0]
-    ub = _U(tb)
-    if cls == 16:
-        return _slot16(blk, ub, tt) - 1
-    if cls == 8:
-        return _slot8(blk, ub, tt) - 1
-    if cls == 4:
-        return _slot4(blk, ub, tt) - 1
-    if cls == 2:
-        return (np.int64(blk[ub] == tt) + 2 * np.int64(blk[ub + _U(1)] == tt)) - 1
-    return np.int64(blk[ub] == tt) - 1
 
 
 @_njit_inline
@@ -627,22 +611,6 @@ def _used(blk, b, ways, w):  # noqa: ANN001, ANN202
 
 
 @_njit_inline
-def _victim(blk, b, ways):  # noqa: ANN001, ANN202
-    """The way a miss in the set at ``b`` replaces, made the most recent."""
-    if ways <= 16:
-        o = _U(blk[b]) | (_U(blk[b + 1]) << _U(32))
-        sh = _U(4 * (ways - 1))
-        v = (o >> sh) & _U(15)
-        o = ((o & ~(_U(15) << sh)) << _U(4)) | v
-        blk[b] = o & _U(0xFFFFFFFF)
-        blk[b + 1] = o >> _U(32)
-        return np.int64(v)
-    v = np.int64(blk[b + 1])                # the least recent way (the list's tail)
-    _used(blk, b, ways, v)
-    return v
-
-
-@_njit_inline
 def _used_n(blk, b, w):  # noqa: ANN001, ANN202
     """:func:`_used` for a set of at most 16 ways (nibble recency word)."""
     if np.int64(blk[b] & 15) != w:
@@ -658,7 +626,8 @@ def _used_n(blk, b, w):  # noqa: ANN001, ANN202
 
 @_njit_inline
 def _victim_n(blk, b, ways):  # noqa: ANN001, ANN202
-    """:func:`_victim` for a set of at most 16 ways (nibble recency word)."""
+    """The way a miss in a set of at most 16 ways (nibble recency word) replaces: its least recent,
+    made the most recent."""
     o = _U(blk[b]) | (_U(blk[b + 1]) << _U(32))
     sh = _U(4 * (ways - 1))
     v = (o >> sh) & _U(15)
@@ -689,7 +658,7 @@ def _used_l(blk, b, ways, w):  # noqa: ANN001, ANN202
 
 @_njit_inline
 def _victim_l(blk, b, ways):  # noqa: ANN001, ANN202
-    """:func:`_victim` for a set of more than 16 ways (recency list): its tail, made the most recent."""
+    """The way a miss in a set of more than 16 ways (recency list) replaces: its tail, made the most recent."""
     v = np.int64(blk[b + 1])
     _used_l(blk, b, ways, v)
     return v
@@ -758,7 +727,7 @@ def _aligned_zeros(n: int, dtype: type) -> np.ndarray:
     return raw[skip:skip + n]
 
 
-PF_BYTES = 1 << 17                     # cache models of this many host bytes or more get host prefetches
+PF_BYTES = 1 << 15                     # cache models larger than a host L1D (32 KiB) get host prefetches
 
 
 @dataclass
