@@ -355,7 +355,7 @@ def _njit_inline(fn):  # noqa: ANN001, ANN202
 # (``prev``, ``next``, ``hnext``), and for TLBs ``ways`` payloads (page frame | size class). Tags
 # never move. A cache set of at most 16 ways keeps its tags in ``cls`` slots, ``ways`` rounded up to
 # a power of two (the spare slots stay 0 = empty, never a key), so a lookup compares a fixed number
-# of slots -- 2, 4, 8 or 16 -- in one unrolled, vectorised pass (:func:`_slot16` and its narrower twins).
+# of slots -- 2, 4, 8 or 16 -- in one unrolled, vectorised pass (:func:`_slots`).
 #
 # * Up to 16 ways (caches, most TLBs and PSCs): the recency word lists the way numbers as 4-bit
 #   nibbles, most recently used first. A hit moves its nibble to the front (a few bit operations, no
@@ -459,27 +459,12 @@ def _find(blk, one, tb, ways, t):  # noqa: ANN001, ANN202
 
 
 @_njit_inline
-def _slot16(blk, ub, tt):  # noqa: ANN001, ANN202
-    """Slot + 1 of tag ``tt`` among 16 slots at ``ub`` (0: absent): at most one slot matches, so a
-    sum of (slot + 1) x match finds it in one unrolled SIMD pass."""
+def _slots(blk, ub, tt, n):  # noqa: ANN001, ANN202
+    """Slot + 1 of tag ``tt`` among ``n`` slots at ``ub`` (0: absent): at most one slot matches, so a
+    sum of (slot + 1) x match finds it in one pass; ``n`` is a literal at every call (the generated
+    passes), so the pass is unrolled into SIMD compares."""
     s = 0
-    for w in range(16):
-        s += (w + 1) * np.int64(blk[ub + _U(w)] == tt)
-    return s
-
-
-@_njit_inline
-def _slot8(blk, ub, tt):  # noqa: ANN001, ANN202
-    s = 0
-    for w in range(8):
-        s += (w + 1) * np.int64(blk[ub + _U(w)] == tt)
-    return s
-
-
-@_njit_inline
-def _slot4(blk, ub, tt):  # noqa: ANN001, ANN202
-    s = 0
-    for w in range(4):
+    for w in range(n):
         s += (w + 1) * np.int64(blk[ub + _U(w)] == tt)
     return s
 
@@ -578,43 +563,18 @@ def _rehash(heads, co, blk, b, ways, v, old, t):
 def _used(blk, b, ways, w):  # noqa: ANN001, ANN202
     """Way ``w`` of the set at ``b`` was just used: make it the most recent."""
     if ways <= 16:
-        if np.int64(blk[b] & 15) == w:
-            return                          # already the most recent
-        o = _U(blk[b]) | (_U(blk[b + 1]) << _U(32))
-        # the nibble equal to w: the zero nibbles of o ^ w...w flagged in their top bit (exactly, and
-        # without wrapping arithmetic); u = 1 << 4p for the lowest, position p; move it to the front
-        x = o ^ (_U(w) * _U(0x1111111111111111))
-        z = ~(((x & _U(0x7777777777777777)) + _U(0x7777777777777777)) | x) & _U(0x8888888888888888)
-        u = (z & (~z + _U(1))) >> _U(3)
-        below = u - _U(1)
-        o = (o & ~(below | (u * _U(15)))) | ((o & below) << _U(4)) | _U(w)
-        blk[b] = o & _U(0xFFFFFFFF)
-        blk[b + 1] = o >> _U(32)
-        return
-    # more than 16 ways: a doubly linked recency list (blk[b] = most recent way, blk[b + 1] = least
-    # recent; prev links toward the most recent, next links toward the least recent)
-    hd = np.int64(blk[b])
-    if hd == w:
-        return
-    pv = b + 2 + ways
-    nx = b + 2 + 2 * ways
-    p = np.int64(blk[pv + w])
-    q = np.int64(blk[nx + w])
-    blk[nx + p] = q
-    if np.int64(blk[b + 1]) == w:
-        blk[b + 1] = p
+        _used_n(blk, b, w)
     else:
-        blk[pv + q] = p
-    blk[nx + w] = hd
-    blk[pv + hd] = w
-    blk[b] = w
+        _used_l(blk, b, ways, w)
 
 
 @_njit_inline
 def _used_n(blk, b, w):  # noqa: ANN001, ANN202
     """:func:`_used` for a set of at most 16 ways (nibble recency word)."""
-    if np.int64(blk[b] & 15) != w:
+    if np.int64(blk[b] & 15) != w:      # else already the most recent
         o = _U(blk[b]) | (_U(blk[b + 1]) << _U(32))
+        # the nibble equal to w: the zero nibbles of o ^ w...w flagged in their top bit (exactly, and
+        # without wrapping arithmetic); u = 1 << 4p for the lowest, position p; move it to the front
         x = o ^ (_U(w) * _U(0x1111111111111111))
         z = ~(((x & _U(0x7777777777777777)) + _U(0x7777777777777777)) | x) & _U(0x8888888888888888)
         u = (z & (~z + _U(1))) >> _U(3)
@@ -639,7 +599,9 @@ def _victim_n(blk, b, ways):  # noqa: ANN001, ANN202
 
 @_njit_inline
 def _used_l(blk, b, ways, w):  # noqa: ANN001, ANN202
-    """:func:`_used` for a set of more than 16 ways (recency list)."""
+    """:func:`_used` for a set of more than 16 ways: a doubly linked recency list (blk[b] = most
+    recent way, blk[b + 1] = least recent; prev links toward the most recent, next links toward the
+    least recent)."""
     hd = np.int64(blk[b])
     if hd != w:
         pv = b + 2 + ways

@@ -7,7 +7,7 @@ array, PSC and cache level its sets, ways, page sizes, block offsets and lookup 
 Python source of those two functions, every number a literal, and only the code paths that model
 uses. numba then compiles straight-line code for exactly that hardware: no loop over arrays, no
 per-access reads of the geometry, compares of a fixed number of ways. The hand-written set
-operations they call (``_used``, ``_victim``, ``_hlook``, ``_slot16`` ...) are the ones in sim.py.
+operations they call (``_used_n``, ``_victim_l``, ``_hlook``, ``_slots`` ...) are the ones in sim.py.
 
 The source is content-addressed (``simk_<sha256>.py`` in :func:`kernel_dir`), so numba compiles it
 once per machine and loads the machine code from its on-disk cache afterwards. The generated code
@@ -206,6 +206,16 @@ def _psc_fill(src: _Src, g: dict[str, int]) -> None:
     src("p_blk[b + 2 + v] = key")
 
 
+def _each_psc(src: _Src, pg: list[dict[str, int]], emit: Any, after_first: str) -> None:
+    """``emit`` for every PSC that holds level ``hw_``, in the PSCs' order (``after_first``: a
+    condition the later ones also need, e.g. that no earlier one hit)."""
+    for s, g in enumerate(pg):
+        src(f"if {after_first if s else ''}({g['mask']} >> hw_) & 1:")
+        src.indent()
+        emit(src, g)
+        src.indent(-1)
+
+
 HASH_BUCKETS = 128    # must equal sim.HASH_BUCKETS (checked in kernel_source)
 
 
@@ -225,7 +235,7 @@ def kernel_source(st: BulkState) -> str:
 import numpy as np
 
 from vmemmap.cost.sim import (_U, _any, _find, _find3, _hlook, _maybe, _njit, _njit_inline, _prefetch, _psc_fa,
-                              _rehash, _replace, _slot4, _slot8, _slot16, _used_l, _used_n, _victim_l, _victim_n)
+                              _rehash, _replace, _slots, _used_l, _used_n, _victim_l, _victim_n)
 
 
 @_njit
@@ -330,22 +340,14 @@ if hit_level == 3:
     elif npsc:
         src("for d in range(leaf - 1, -1, -1):\n    hw_ = levels - 2 - d\n    pk = lin >> shifts[d]\n    hitp = False")
         src.indent()
-        for s in range(npsc):
-            src(f"if {'not hitp and ' if s else ''}({pg[s]['mask']} >> hw_) & 1:")
-            src.indent()
-            _psc_probe(src, pg[s])
-            src.indent(-1)
+        _each_psc(src, pg, _psc_probe, "not hitp and ")
         src("if hitp:\n    start = d + 1\n    psc_hit = 1\n    break")
         src.indent(-1)
     src("for d in range(start, leaf + 1):\n    wref[nw] = ephys[d]\n    nw += 1\nnref = leaf + 1 - start")
     if npsc:
         src("for d in range(start, leaf):\n    hw_ = levels - 2 - d\n    pk = lin >> shifts[d]")
         src.indent()
-        for s in range(npsc):
-            src(f"if ({pg[s]['mask']} >> hw_) & 1:")
-            src.indent()
-            _psc_fill(src, pg[s])
-            src.indent(-1)
+        _each_psc(src, pg, _psc_fill, "")
         src.indent(-1)
     src.indent(-1)
     src("in_l1 = hit_level == 1\nif hit_level >= 2:")
@@ -395,12 +397,7 @@ def access(c_blk, c_one, phys):
         ret = "\n".join(hit_fill + [f"    return {c}"])
         if g["ways"] <= 16:
             cls = g["cls"]
-            if cls >= 4:
-                slot = f"_slot{cls}(c_blk, _U(b{c} + 2), tt) - 1"
-            elif cls == 2:
-                slot = f"(np.int64(c_blk[b{c} + 2] == tt) + 2 * np.int64(c_blk[b{c} + 3] == tt)) - 1"
-            else:
-                slot = f"np.int64(c_blk[b{c} + 2] == tt) - 1"
+            slot = f"_slots(c_blk, _U(b{c} + 2), tt, {cls}) - 1"
             src(f"w0 = np.int64(c_blk[b{c}] & 15)\nhit = c_blk[b{c} + 2 + w0] == t{c}\nif not hit:\n"
                 f"    c_one[0] = t{c}\n    tt = c_one[0]\n    w = {slot}\n    if w >= 0:\n"
                 f"        {_used('c_blk', f'b{c}', g['ways'], 'w')}\n        hit = True\nif hit:\n{ret}")
