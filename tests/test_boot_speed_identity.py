@@ -179,11 +179,8 @@ def test_boot_blocks_span_nodes_and_zones() -> None:
     assert got[7] == (0, "DMA32") and got[9] == (1, "DMA32") and got[23] == (1, "DMA32") and got[24] == (2, "DMA32")
 
 
-def test_compare_reuses_a_kernel_already_booted(monkeypatch: pytest.MonkeyPatch) -> None:
-    machine, era = load_machine("qemu-numa2"), load_era("2.6.26")
-    plain = compare(machine, era)
-    k = boot(machine, era, "vmemmap", BootOptions())
-    k.hotplug  # noqa: B018 - what the report touches before compare
+def _count_boots(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The models ``compare`` boots from now on, in order."""
     booted: list[str] = []
     real_boot = compare_mod.boot
 
@@ -192,6 +189,15 @@ def test_compare_reuses_a_kernel_already_booted(monkeypatch: pytest.MonkeyPatch)
         return real_boot(m, e, model, opts)
 
     monkeypatch.setattr(compare_mod, "boot", counting_boot)
+    return booted
+
+
+def test_compare_reuses_a_kernel_already_booted(monkeypatch: pytest.MonkeyPatch) -> None:
+    machine, era = load_machine("qemu-numa2"), load_era("2.6.26")
+    plain = compare(machine, era)
+    k = boot(machine, era, "vmemmap", BootOptions())
+    k.hotplug  # noqa: B018 - what the report touches before compare
+    booted = _count_boots(monkeypatch)
     reused = compare(machine, era, kernels={"vmemmap": k})
     assert reused == plain
     assert "vmemmap" not in booted and sorted(booted) == sorted(r["model"] for r in plain["results"]
@@ -211,14 +217,7 @@ def test_compare_refuses_a_kernel_of_another_boot() -> None:
 def test_report_boots_its_model_once(monkeypatch: pytest.MonkeyPatch) -> None:
     from vmemmap.report import build_report
 
-    booted: list[str] = []
-    real_boot = compare_mod.boot
-
-    def counting_boot(m, e, model, opts):  # noqa: ANN001, ANN202
-        booted.append(model)
-        return real_boot(m, e, model, opts)
-
-    monkeypatch.setattr(compare_mod, "boot", counting_boot)
+    booted = _count_boots(monkeypatch)
     rep = build_report(load_machine("qemu-2g"), load_era("2.6.26"))
     assert "compare" in rep.sections
     assert rep.model not in booted and booted  # the others are still booted by compare

@@ -35,14 +35,22 @@ def _save(fig: Any, path: Path) -> str:
     return path.name
 
 
+def _grid(n: int, ncols: int, width: float, height: float):  # noqa: ANN202
+    """A figure of ``n`` panels, at most ``ncols`` a row, each ``width`` x ``height`` inches; the
+    grid's spare cells hidden."""
+    ncols = min(ncols, n)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False)
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
 def grouped_bars(path: Path, title: str, panels: list[tuple[str, list[str], dict[str, list[float]]]],
                  ylabel: str, ncols: int = 2) -> str:
     """One panel per (title, x labels, {series: values}); bars grouped by x label."""
     with plt.rc_context(_RC):
-        n = len(panels)
-        ncols = min(ncols, n)
-        nrows = -(-n // ncols)
-        fig, axes = plt.subplots(nrows, ncols, figsize=(6.5 * ncols, 2.8 * nrows), squeeze=False)
+        fig, axes = _grid(len(panels), ncols, 6.5, 2.8)
         for ax, (ptitle, xs, series) in zip(axes.flat, panels):
             k = max(1, len(series))
             w = 0.8 / k
@@ -53,8 +61,6 @@ def grouped_bars(path: Path, title: str, panels: list[tuple[str, list[str], dict
             ax.set_title(ptitle)
             ax.set_ylabel(ylabel)
             ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-        for ax in list(axes.flat)[n:]:
-            ax.set_visible(False)
         fig.suptitle(title)
         return _save(fig, path)
 
@@ -64,10 +70,7 @@ def lines(path: Path, title: str, panels: list[tuple[str, list[float], dict[str,
           ncols: int = 3) -> str:
     """One panel per (title, x values, {series: values}); x on a log2 axis."""
     with plt.rc_context(_RC):
-        n = len(panels)
-        ncols = min(ncols, n)
-        nrows = -(-n // ncols)
-        fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.0 * nrows), squeeze=False)
+        fig, axes = _grid(len(panels), ncols, 4.2, 3.0)
         for ax, (ptitle, xs, series) in zip(axes.flat, panels):
             for i, (name, vals) in enumerate(series.items()):
                 ax.plot(xs, vals, marker="o", markersize=3, label=name, color=_colour(name, i))
@@ -81,7 +84,5 @@ def lines(path: Path, title: str, panels: list[tuple[str, list[float], dict[str,
             ax.set_xlabel(xlabel)
             ax.set_ylabel(ylabel)
             ax.legend(fontsize=6)
-        for ax in list(axes.flat)[n:]:
-            ax.set_visible(False)
         fig.suptitle(title)
         return _save(fig, path)
