@@ -34,6 +34,7 @@ dep_ptr[i+1]]`` of its operation, and the finish-time scratch is sized by the tr
 from __future__ import annotations
 
 from collections.abc import Callable
+import mmap
 import os
 import threading
 from dataclasses import dataclass, field
@@ -400,8 +401,9 @@ def _njit_inline(fn):  # noqa: ANN001, ANN202
 #
 # Shortcuts that change no outcome: an access to the previous access's 4 KiB page is an L1 DTLB hit
 # on an entry that access left most recent (nothing moves); a cache access to the previous cache
-# access's line is an L1D hit on its most recent way; an array holding several page sizes counts
-# its entries of each and does not look for a size it holds none of; a walk through a 2 MiB region
+# access's line is an L1D hit on its most recent way; every TLB array counts its entries of each
+# page size and does not look for a size it holds none of (an array never filled is not probed at
+# all: k8's 4 KiB arrays in a trace of 2 MiB-mapped accesses); a walk through a 2 MiB region
 # mapped by a 2 MiB or 1 GiB entry is memoised (``wmemo``: the tables never change while a trace
 # runs, and the walk's references still go through the PSCs and caches).
 
@@ -412,7 +414,7 @@ _U = np.uint64
 # (1 = L1 DTLB, 2 = L2 TLB, 3 = page walk; 0 = a fault: not mapped, access skipped), bits 2-3 the
 # page size class (0 4k, 1 2m, 2 1g), bit 4 a paging-structure cache hit, bits 5-7 walk references.
 I_FAULT, I_L1, I_L2, I_WALK = 0, 1, 2, 3
-STRETCH = 1 << 15                      # accesses per pass (whole operations); buffers stay in host caches
+STRETCH = 1 << 16                      # accesses per pass (whole operations); buffers stay in the host L3
 
 
 def _cls(ways: int) -> int:
@@ -681,9 +683,25 @@ def _psc_fa(p_blk, p_cnt, p_recent, lin, leaf, levels, shifts, k4, mask, ways, f
 
 
 
+HUGE_BYTES = 1 << 18                   # state arrays this large ask the host kernel for 2 MiB pages
+
+
 def _aligned_zeros(n: int, dtype: type) -> np.ndarray:
-    """``n`` zeros starting on a 64-byte boundary (a host cache line)."""
+    """``n`` zeros starting on a 64-byte boundary (a host cache line). An array of HUGE_BYTES or more
+    is an anonymous mapping advised MADV_HUGEPAGE where the host has it: a model's sets are read at
+    random, and on 4 KiB host pages nearly every one of those reads would also miss the host's TLB."""
     item = np.dtype(dtype).itemsize
+    if n * item >= HUGE_BYTES and hasattr(mmap, "MADV_HUGEPAGE"):
+        two = 1 << 21
+        size = -(-(n * item) // two) * two
+        mm = mmap.mmap(-1, size + two, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        raw = np.frombuffer(mm, dtype=np.uint8)
+        skip = -raw.ctypes.data % two
+        try:
+            mm.madvise(mmap.MADV_HUGEPAGE, skip, size)
+        except OSError:  # pragma: no cover - a kernel without THP
+            pass
+        return raw[skip:skip + n * item].view(dtype)
     raw = np.zeros(n + 64 // item, dtype=dtype)
     skip = (-raw.ctypes.data % 64) // item
     return raw[skip:skip + n]
@@ -808,16 +826,25 @@ def sim_threads() -> int:
 
 
 def _stretches(trace: Trace, size: int) -> list[tuple[int, int]]:
-    """``[a, b)`` access ranges of about ``size`` accesses each, cut at operation starts."""
+    """``[a, b)`` access ranges of about ``size`` accesses each, cut at operation starts (the first
+    at or after each multiple of about ``size``, found in a short window of ``pos``: no pass over
+    the whole trace)."""
     n = trace.n
-    if n <= size:
-        return [(0, n)]
-    starts = trace.op_starts
+    pos = trace.pos
     cuts = [0]
-    while cuts[-1] < n:
-        k = int(np.searchsorted(starts, cuts[-1] + size))
-        nxt = int(starts[k]) if k < len(starts) else n
+    while cuts[-1] + size < n:
+        c = cuts[-1] + size
+        w = 64
+        while True:
+            hit = np.flatnonzero(pos[c:c + w] == 0)
+            if len(hit) or c + w >= n:
+                break
+            w *= 8
+        nxt = c + int(hit[0]) if len(hit) else n
+        if nxt >= n:
+            break
         cuts.append(nxt)
+    cuts.append(n)
     return list(zip(cuts[:-1], cuts[1:]))
 
 
@@ -851,17 +878,17 @@ def simulate(state: BulkState, trace: Trace, per_op: bool = False, threads: int 
     bufs = [(np.empty(size, np.int64), np.empty(size, np.int64), np.empty(size * state.levels, np.int64))
             for _ in range(2 if threads > 1 and len(parts) > 1 else 1)]
     ephys = _aligned_zeros(16, np.int64)
-    op_at = np.searchsorted(trace.op_starts, [x for x, _ in parts]) - 1    # the op before each stretch
     translate = caches = None
+    op_at = [-1]          # the operation before the next stretch the cache pass runs (it returns its last)
 
     def cargs(k: int, buf: tuple, nw: int) -> tuple:
         x, y = parts[k]
         ph, inf, _wr = buf
-        return (trace.pos[x:y], trace.dep_ptr[x:y + 1], trace.dep_pos, per_op, int(op_at[k]), out,
+        return (trace.pos[x:y], trace.dep_ptr[x:y + 1], trace.dep_pos, per_op, op_at[0], out,
                 ph[:y - x], inf[:y - x], _wr[:nw], a["c_blk"], finish, c_one)
 
     def run_caches(k: int, buf: tuple, nw: int) -> None:
-        caches(*cargs(k, buf, nw))
+        op_at[0] = caches(*cargs(k, buf, nw))
 
     pending = None
     try:

@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from vmemmap.cost.sim import BulkState
 
 WMEMO = 1024         # memoised big-page walks (entries of 8 words: tag, base, size|leaf, entry addresses)
-PF_AHEAD = 8          # the cache pass starts loading the sets of the access this many ahead
+PF_AHEAD = 16         # the cache pass starts loading the sets of the access this many ahead
 _LOCK = threading.Lock()
 _LOADED: dict[str, tuple[Any, Any]] = {}
 
@@ -79,9 +79,20 @@ def _geometry(st: BulkState, prefix: str, i: int) -> dict[str, int]:
 def _tlb_probe(src: _Src, s: int, g: dict[str, int]) -> None:
     """Code that sets ``hw``/``b`` to the way/set holding ``lin``'s entry in TLB array ``s`` (hw -1 if none)."""
     off, ways, mask, filt, coff = g["off"], g["ways"], g["mask"], g["filt"], g["coff"]
-    # an array holding several page sizes counts its entries of each (t_szn): a size it holds none
-    # of is not looked for
+    # every array counts its entries of each page size (t_szn): a size it holds none of is not
+    # looked for (an array of one size that was never filled is not probed at all)
     multi = bin(mask).count("1") > 1
+    if not multi:
+        src(f"if t_szn[{3 * s + mask.bit_length() - 1}] > 0:")
+        src.indent()
+        _tlb_probe_sizes(src, s, g, multi)
+        src.indent(-1)
+        return
+    _tlb_probe_sizes(src, s, g, multi)
+
+
+def _tlb_probe_sizes(src: _Src, s: int, g: dict[str, int], multi: bool) -> None:
+    off, ways, mask, filt, coff = g["off"], g["ways"], g["mask"], g["filt"], g["coff"]
     if g["sets"] == 1:
         # fully associative: the two ways that hit last first (a key is in at most one way), then
         # a pass, a hash lookup or a filtered pass for every page size the array holds
@@ -171,8 +182,7 @@ def _tlb_fill(src: _Src, s: int, g: dict[str, int]) -> None:
         src(f"_rehash(t_cnt, {coff} + st * {HASH_BUCKETS}, t_blk, b, {ways}, v, t_blk[b + 2 + v], key)")
     elif filt == 1:
         src(f"_replace(t_cnt, {coff} + st * 64, t_blk[b + 2 + v], key)")
-    if bin(mask).count("1") > 1:
-        src(f"old = t_blk[b + 2 + v]\nif old != 0:\n    t_szn[{3 * s} + ((old - 1) & 3)] -= 1\nt_szn[{3 * s} + sc] += 1")
+    src(f"old = t_blk[b + 2 + v]\nif old != 0:\n    t_szn[{3 * s} + ((old - 1) & 3)] -= 1\nt_szn[{3 * s} + sc] += 1")
     src(f"t_blk[b + 2 + v] = key\nt_blk[b + {words - ways} + v] = (phys - (lin & ((1 << sh) - 1))) | real")
     if g["level"] == 1:
         src("in_l1 = True")
@@ -418,7 +428,8 @@ def access(c_blk, c_one, phys):
 def caches(pos, dep_ptr, dep_pos, per_op, op, out, phys_in, info_in, wref, c_blk, finish, c_one):
     """The cache pass: each access's walk references then its data through the caches, in the
     one-loop order; counters, latencies and each operation's critical path into ``out`` (row
-    ``op`` + 1 onward for ``per_op``; ``op`` is the operation before the stretch's first)."""
+    ``op`` + 1 onward for ``per_op``; ``op`` is the operation before the stretch's first, -1 for
+    none); the stretch's last operation."""
     n = pos.shape[0]
     op_max = 0
     row = op if per_op and op >= 0 else 0
@@ -488,7 +499,7 @@ finish[p] = f + lat
 if finish[p] > op_max:
     op_max = finish[p]''')
     src.indent(-2)
-    src("    if op >= 0:\n        out[row, 14] += op_max")
+    src("    if op >= 0:\n        out[row, 14] += op_max\n    return op")
     return src.text()
 
 
