@@ -78,7 +78,7 @@ def _geometry(st: BulkState, prefix: str, i: int) -> dict[str, int]:
 
 def _tlb_probe(src: _Src, s: int, g: dict[str, int]) -> None:
     """Code that sets ``hw``/``b`` to the way/set holding ``lin``'s entry in TLB array ``s`` (hw -1 if none)."""
-    off, ways, mask, filt, coff = g["off"], g["ways"], g["mask"], g["filt"], g["coff"]
+    mask = g["mask"]
     # every array counts its entries of each page size (t_szn): a size it holds none of is not
     # looked for (an array of one size that was never filled is not probed at all)
     multi = bin(mask).count("1") > 1
@@ -92,6 +92,7 @@ def _tlb_probe(src: _Src, s: int, g: dict[str, int]) -> None:
 
 
 def _tlb_probe_sizes(src: _Src, s: int, g: dict[str, int], multi: bool) -> None:
+    """:func:`_tlb_probe`'s lookups, for each page size the array holds."""
     off, ways, mask, filt, coff = g["off"], g["ways"], g["mask"], g["filt"], g["coff"]
     if g["sets"] == 1:
         # fully associative: the two ways that hit last first (a key is in at most one way), then
