@@ -303,9 +303,11 @@ if hit_level == 3:
         real = rl & 3
         leaf = rl >> 2
         phys = wmemo[mo + 1] + (lin & 2097151)
-        for d in range(leaf + 1):
-            ephys[d] = wmemo[mo + 3 + d]
+        eph = wmemo              # the walk's entry addresses: eph[eo + d] for step d
+        eo = mo + 3
     else:
+        eph = ephys
+        eo = 0
         ti = 0
         leaf = -1
         for d in range(levels):
@@ -346,15 +348,28 @@ if hit_level == 3:
 ''')
     src.indent()
     if npsc == 1 and pg[0]["sets"] == 1:
-        src(f"if leaf >= 1:\n    start = _psc_fa(p_blk, p_cnt, p_recent, lin, leaf, levels, shifts, k4, {pg[0]['mask']}, "
-            f"{pg[0]['ways']}, {pg[0]['filt']})\n    psc_hit = 1 if start > 0 else 0")
+        g = pg[0]
+        # _psc_fa's first test, inline: the deepest entry the walk could take from the PSC, in the
+        # way that hit last (a key found there is in the PSC, so no filter can have dropped it)
+        src(f"""if leaf >= 1:
+    start = -1
+    dm = leaf - 1
+    hw_ = levels - 2 - dm
+    if ({g['mask']} >> hw_) & 1:
+        r0 = p_recent[0]
+        if p_blk[2 + r0] == (lin >> shifts[dm]) * 4 + hw_ + 1:
+            {_used('p_blk', '0', g['ways'], 'r0')}
+            start = leaf
+    if start < 0:
+        start = _psc_fa(p_blk, p_cnt, p_recent, lin, leaf, levels, shifts, k4, {g['mask']}, {g['ways']}, {g['filt']})
+    psc_hit = 1 if start > 0 else 0""")
     elif npsc:
         src("for d in range(leaf - 1, -1, -1):\n    hw_ = levels - 2 - d\n    pk = lin >> shifts[d]\n    hitp = False")
         src.indent()
         _each_psc(src, pg, _psc_probe, "not hitp and ")
         src("if hitp:\n    start = d + 1\n    psc_hit = 1\n    break")
         src.indent(-1)
-    src("for d in range(start, leaf + 1):\n    wref[nw] = ephys[d]\n    nw += 1\nnref = leaf + 1 - start")
+    src("for d in range(start, leaf + 1):\n    wref[nw] = eph[eo + d]\n    nw += 1\nnref = leaf + 1 - start")
     if npsc:
         src("for d in range(start, leaf):\n    hw_ = levels - 2 - d\n    pk = lin >> shifts[d]")
         src.indent()
