@@ -571,17 +571,23 @@ def _used(blk, b, ways, w):  # noqa: ANN001, ANN202
 
 
 @_njit_inline
+def _front(o, w):  # noqa: ANN001, ANN202
+    """Nibble recency word ``o`` with way ``w``'s nibble moved to the front (most recent). The nibble
+    equal to w: the zero nibbles of o ^ w...w flagged in their top bit (exactly, and without
+    wrapping arithmetic); u = 1 << 4p for the lowest, position p. Way w's nibble is the lowest equal
+    to w: nibbles above the set's ways are 0, and way 0's nibble is among the set's."""
+    x = o ^ (_U(w) * _U(0x1111111111111111))
+    z = ~(((x & _U(0x7777777777777777)) + _U(0x7777777777777777)) | x) & _U(0x8888888888888888)
+    u = (z & (~z + _U(1))) >> _U(3)
+    below = u - _U(1)
+    return (o & ~(below | (u * _U(15)))) | ((o & below) << _U(4)) | _U(w)
+
+
+@_njit_inline
 def _used_n(blk, b, w):  # noqa: ANN001, ANN202
     """:func:`_used` for a set of at most 16 ways (nibble recency word)."""
     if np.int64(blk[b] & 15) != w:      # else already the most recent
-        o = _U(blk[b]) | (_U(blk[b + 1]) << _U(32))
-        # the nibble equal to w: the zero nibbles of o ^ w...w flagged in their top bit (exactly, and
-        # without wrapping arithmetic); u = 1 << 4p for the lowest, position p; move it to the front
-        x = o ^ (_U(w) * _U(0x1111111111111111))
-        z = ~(((x & _U(0x7777777777777777)) + _U(0x7777777777777777)) | x) & _U(0x8888888888888888)
-        u = (z & (~z + _U(1))) >> _U(3)
-        below = u - _U(1)
-        o = (o & ~(below | (u * _U(15)))) | ((o & below) << _U(4)) | _U(w)
+        o = _front(_U(blk[b]) | (_U(blk[b + 1]) << _U(32)), w)
         blk[b] = o & _U(0xFFFFFFFF)
         blk[b + 1] = o >> _U(32)
 
