@@ -832,24 +832,30 @@ def sim_threads() -> int:
 
 
 def _stretches(trace: Trace, size: int) -> list[tuple[int, int]]:
-    """``[a, b)`` access ranges of about ``size`` accesses each, cut at operation starts (the first
-    at or after each multiple of about ``size``, found in a short window of ``pos``: no pass over
+    """``[a, b)`` access ranges cut at operation starts: a short first and last one (``size`` / 16:
+    the two passes overlap on every stretch but those -- the first is only translated, the last
+    only cached, while the other thread waits), and about ``size`` accesses between. Each cut is the
+    first operation start at or after its target, found in a short window of ``pos`` (no pass over
     the whole trace)."""
     n = trace.n
+    if n <= size:
+        return [(0, n)]
     pos = trace.pos
+    small = max(1, size >> 4)
+    targets = [small, *range(small + size, n - small, size), n - small]
     cuts = [0]
-    while cuts[-1] + size < n:
-        c = cuts[-1] + size
+    for c in targets:
+        if c <= cuts[-1]:
+            continue
         w = 64
         while True:
             hit = np.flatnonzero(pos[c:c + w] == 0)
             if len(hit) or c + w >= n:
                 break
             w *= 8
-        nxt = c + int(hit[0]) if len(hit) else n
-        if nxt >= n:
+        if not len(hit):
             break
-        cuts.append(nxt)
+        cuts.append(c + int(hit[0]))
     cuts.append(n)
     return list(zip(cuts[:-1], cuts[1:]))
 
