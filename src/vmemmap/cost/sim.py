@@ -342,8 +342,45 @@ if COMPILED and not numba.config.DISABLE_JIT:
             return context.get_dummy_value()
 
         return sig, codegen
+    def _match_intrinsic(n: int):  # noqa: ANN202
+        """An intrinsic ``(blk, i, t) -> mask``: bit w set where ``blk[i + w] == t``, w < ``n``, as one
+        vector load and compare (``t`` in the block's dtype)."""
+
+        @_intrinsic
+        def _match(typingctx, arr, idx, t):
+            sig = numba.types.int64(arr, idx, t)
+
+            def codegen(context, builder, signature, args):
+                aryty = signature.args[0]
+                ary = context.make_array(aryty)(context, builder, args[0])
+                ptr = _cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]], wraparound=False)
+                vty = _ir.VectorType(context.get_data_type(aryty.dtype), n)
+                v = builder.load(builder.bitcast(ptr, vty.as_pointer()), align=aryty.dtype.bitwidth // 8)
+                tv = context.cast(builder, args[2], signature.args[2], aryty.dtype)
+                one = builder.insert_element(_ir.Constant(vty, _ir.Undefined), tv, _ir.Constant(_ir.IntType(32), 0))
+                splat = builder.shuffle_vector(one, _ir.Constant(vty, _ir.Undefined),
+                                               _ir.Constant(_ir.VectorType(_ir.IntType(32), n), [0] * n))
+                bits = builder.bitcast(builder.icmp_unsigned("==", v, splat), _ir.IntType(n))
+                return builder.zext(bits, _ir.IntType(64))
+
+            return sig, codegen
+
+        return _match
+
+    from numba.cpython.unsafe.numbers import trailing_zeros as _tz
 else:  # pragma: no cover - without numba, or with NUMBA_DISABLE_JIT
     _prefetch = _prefetch_py
+
+    def _match_intrinsic(n: int):  # noqa: ANN202
+        def _match(blk, i, t):  # noqa: ANN001, ANN202
+            t = blk.dtype.type(t)
+            return sum(1 << w for w in range(n) if blk[int(i) + w] == t)
+        return _match
+
+    def _tz(m):  # noqa: ANN001, ANN202
+        return (int(m) & -int(m)).bit_length() - 1
+
+
 
 
 def _njit_inline(fn):  # noqa: ANN001, ANN202
@@ -356,7 +393,7 @@ def _njit_inline(fn):  # noqa: ANN001, ANN202
 # (``prev``, ``next``, ``hnext``), and for TLBs ``ways`` payloads (page frame | size class). Tags
 # never move. A cache set of at most 16 ways keeps its tags in ``cls`` slots, ``ways`` rounded up to
 # a power of two (the spare slots stay 0 = empty, never a key), so a lookup compares a fixed number
-# of slots -- 2, 4, 8 or 16 -- in one unrolled, vectorised pass (:func:`_slots`).
+# of slots -- 2, 4, 8 or 16 -- in one vector compare (``_MATCH``).
 #
 # * Up to 16 ways (caches, most TLBs and PSCs): the recency word lists the way numbers as 4-bit
 #   nibbles, most recently used first. A hit moves its nibble to the front (a few bit operations, no
@@ -409,6 +446,15 @@ def _njit_inline(fn):  # noqa: ANN001, ANN202
 
 NIBBLE_WAYS = 16                       # arrays of up to this many ways keep a nibble recency word
 _U = np.uint64
+# which of a set's n slots (n <= NIBBLE_WAYS) hold a tag, as a bit mask: _MATCH[n](blk, i, t), one
+# vector compare (see _match_intrinsic); the generated passes bind the widths they use
+_MATCH = {n: _match_intrinsic(n) for n in range(1, NIBBLE_WAYS + 1)}
+
+
+@_njit_inline
+def _way(m):  # noqa: ANN001, ANN202
+    """The slot of the lowest bit of mask ``m`` (a tag is in at most one slot), or -1 for none."""
+    return np.int64(_tz(m)) if m != 0 else np.int64(-1)
 
 # ``info`` word of an access, written by the translation pass: bits 0-1 the TLB level that translated it
 # (1 = L1 DTLB, 2 = L2 TLB, 3 = page walk; 0 = a fault: not mapped, access skipped), bits 2-3 the
@@ -456,29 +502,6 @@ def _find(blk, one, tb, ways, t):  # noqa: ANN001, ANN202
     hw = -1
     for w in range(ways):
         if blk[ub + _U(w)] == tt:
-            hw = w
-    return hw
-
-
-@_njit_inline
-def _slots(blk, ub, tt, n):  # noqa: ANN001, ANN202
-    """Slot + 1 of tag ``tt`` among ``n`` slots at ``ub`` (0: absent): at most one slot matches, so a
-    sum of (slot + 1) x match finds it in one pass; ``n`` is a literal at every call (the generated
-    passes), so the pass is unrolled into SIMD compares."""
-    s = 0
-    for w in range(n):
-        s += (w + 1) * np.int64(blk[ub + _U(w)] == tt)
-    return s
-
-
-@_njit_inline
-def _find3(blk, tb, ways, t0, t1, t2):  # noqa: ANN001, ANN202
-    """The way holding any of three tags (at most one is present), or -1."""
-    ub = _U(tb)
-    hw = -1
-    for w in range(ways):
-        x = blk[ub + _U(w)]
-        if (x == t0) | (x == t1) | (x == t2):
             hw = w
     return hw
 
