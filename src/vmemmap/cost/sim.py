@@ -417,9 +417,7 @@ def _njit_inline(fn):  # noqa: ANN001, ANN202
 # and evictions (slot numbers may differ; only outcomes count). Shortcuts that do not change
 # outcomes: a cache or set-associative TLB lookup first compares the set's most recent way (nibble 0;
 # a hit there changes nothing); a fully associative TLB array first compares the two ways that hit
-# last; fully associative TLB and PSC arrays of at most 16 ways keep 64 hash counters of their tags,
-# and a key whose counter is zero is a miss without a scan (``*_filt`` = 1; 2 = the hash table
-# above; caches have neither). A stored tag is ``x // sets + 1`` for set ``x % sets``
+# last. A stored tag is ``x // sets + 1`` for set ``x % sets``
 # (x = line, page number or table index; TLB and PSC tags also carry the size class / level in 2 low
 # bits; 0 = empty), so cache blocks are uint32 whenever the machine's physical addresses allow
 # (BulkState.new decides); TLB and PSC blocks are int64.
@@ -518,26 +516,6 @@ def _find4(blk, tb, ways, t0, t1, t2, t3):  # noqa: ANN001, ANN202
         h2 = w if x == t2 else h2
         h3 = w if x == t3 else h3
     return h0, h1, h2, h3
-
-
-@_njit_inline
-def _h(t):  # noqa: ANN001, ANN202
-    """A 6-bit hash of a tag (XOR fold: no wrapping arithmetic)."""
-    return np.int64((t ^ (t >> 6) ^ (t >> 12) ^ (t >> 18) ^ (t >> 24)) & 63)
-
-
-@_njit_inline
-def _maybe(cnt, co, t):  # noqa: ANN001, ANN202
-    """False when tag ``t`` is certainly not in the set whose 64 hash counters start at ``co``."""
-    return t > 0 and cnt[co + _h(t)] != 0
-
-
-@_njit_inline
-def _replace(cnt, co, old, t):  # noqa: ANN001, ANN202
-    """Keep a set's hash counters right when tag ``old`` (0: empty) gives way to ``t``."""
-    if old != 0:
-        cnt[co + _h(old)] -= 1
-    cnt[co + _h(t)] += 1
 
 
 HASH_BUCKETS = 128                     # hash-chain heads per set of an array of more than NIBBLE_WAYS ways
@@ -664,8 +642,6 @@ def _psc_fa(p_blk, p_cnt, p_recent, lin, leaf, levels, shifts, k4, mask, ways, f
     for d in range(4):
         hw_ = levels - 2 - d
         k4[d] = (lin >> shifts[d]) * 4 + hw_ + 1 if d < leaf and (mask >> hw_) & 1 else -1
-        if filt == 1 and not _maybe(p_cnt, 0, k4[d]):
-            k4[d] = -1
     f0 = f1 = f2 = f3 = -1
     dmax = 3
     while dmax >= 0 and k4[dmax] < 0:
@@ -790,12 +766,12 @@ class BulkState:
                     v[:, 2 + 2 * w + 1:2 + 3 * w] = np.arange(w - 1)     # next: toward the least recent
             a[prefix + "blk"] = blk
             a[prefix + "bytes"] = sizes * np.dtype(dtype).itemsize
-            # 64 hash counters per set (a miss filter) for arrays of more than NIBBLE_WAYS ways and
-            # fully associative ones (used for TLBs and PSCs only)
+            # HASH_BUCKETS hash-chain heads per set for arrays of more than NIBBLE_WAYS ways (filt 2;
+            # used for TLBs and PSCs only: wide caches look up by the compare pass)
             wide = np.array(ways, dtype=np.int64) > NIBBLE_WAYS
-            filt = np.where(wide, 2, np.where(s == 1, 1, 0))
+            filt = np.where(wide, 2, 0)
             a[prefix + "filt"] = filt.astype(np.int64)
-            nc = np.where(filt == 2, s * HASH_BUCKETS, np.where(filt == 1, s * 64, 0))
+            nc = np.where(filt == 2, s * HASH_BUCKETS, 0)
             a[prefix + "coff"] = np.concatenate(([0], np.cumsum(nc)[:-1])).astype(np.int64)
             a[prefix + "cnt"] = np.zeros(max(int(nc.sum()), 1), dtype=np.int32)
 
