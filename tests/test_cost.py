@@ -61,6 +61,19 @@ def wide_cpu() -> dict:
                {"name": "LLC", "size": 64 * 24 * 6, "ways": 24, "line": 64, "latency": 30, "source": "test"}])
 
 
+def odd_cpu() -> dict:
+    """Way counts that are not powers of two, and direct-mapped sets: vector compares of 1, 3, 5, 6 and
+    12 slots (tags in 1, 4, 8 and 16 slots for caches, spare slots empty)."""
+    return tiny_cpu(
+        tlb=[{"level": 1, "page_sizes": ["4k", "2m", "1g"], "entries": 12, "ways": 12, "source": "test"},
+             {"level": 2, "page_sizes": ["4k", "2m"], "entries": 18, "ways": 6, "smash_1g": True, "source": "test"}],
+        psc=[{"name": "pde", "levels": ["pd"], "entries": 5, "ways": 5, "source": "test"},
+             {"name": "upper", "levels": ["pdpt", "pml4"], "entries": 3, "ways": 1, "source": "test"}],
+        cache=[{"name": "L1D", "size": 64 * 8, "ways": 1, "line": 64, "latency": 4, "source": "test"},
+               {"name": "L2", "size": 64 * 3 * 4, "ways": 3, "line": 64, "latency": 10, "source": "test"},
+               {"name": "LLC", "size": 64 * 12 * 4, "ways": 12, "line": 64, "latency": 30, "source": "test"}])
+
+
 @pytest.fixture(scope="module")
 def k4k():
     return boot(load_machine("qemu-2g"), "2.6.21-seed", "vmemmap-4k")
@@ -156,7 +169,8 @@ def traces(draw, n_pool: int) -> tuple[list[int], list[int], list[int]]:
 
 
 @pytest.mark.parametrize("make_cpu,threads,stretch", [(tiny_cpu, 1, STRETCH), (wide_cpu, 1, STRETCH),
-                                                     (tiny_cpu, 2, 3), (wide_cpu, 2, 1), (wide_cpu, 1, 5)])
+                                                     (tiny_cpu, 2, 3), (wide_cpu, 2, 1), (wide_cpu, 1, 5),
+                                                     (odd_cpu, 1, STRETCH), (odd_cpu, 2, 7)])
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_scalar_equals_bulk_on_random_traces(k4k, pool, make_cpu, threads, stretch, data) -> None:
