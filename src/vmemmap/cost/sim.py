@@ -878,9 +878,9 @@ def simulate(state: BulkState, trace: Trace, per_op: bool = False, threads: int 
     if state.passes is None:
         state.passes = kernels(state)
     gen_translate, gen_caches = state.passes
-    # one-word scratch per pass, each on its own host cache line: the passes run on two CPUs, and a
-    # shared line would move between them on every lookup
-    t_one, p_one, c_one = (_aligned_zeros(64 // a[k].itemsize, a[k].dtype)[:1] for k in ("t_blk", "p_blk", "c_blk"))
+    # the cache pass's one-word scratch (wide caches' compares), on its own host cache line: the
+    # passes run on two CPUs, and a shared line would move between them on every lookup
+    c_one = _aligned_zeros(64 // a["c_blk"].itemsize, a["c_blk"].dtype)[:1]
     finish = np.zeros(int(trace.pos.max()) + 1, dtype=np.int64)
     t_args = (np.uint64(state.lin_mask), state.levels, state.shifts, state.tphys, state.tables, state.child,
               a["t_blk"], a["t_recent"], a["t_cnt"], a["p_blk"], a["p_cnt"], a["p_recent"])
@@ -905,7 +905,7 @@ def simulate(state: BulkState, trace: Trace, per_op: bool = False, threads: int 
     try:
         for k, (x, y) in enumerate(parts):
             ph, inf, wr = buf = bufs[k % len(bufs)]
-            targs = (trace.vaddr[x:y], *t_args, ph[:y - x], inf[:y - x], wr, ephys, t_one, p_one, a["wmemo"],
+            targs = (trace.vaddr[x:y], *t_args, ph[:y - x], inf[:y - x], wr, ephys, a["wmemo"],
                      a["t_szn"])
             translate = translate or _compiled(gen_translate, targs)
             nw = translate(*targs)

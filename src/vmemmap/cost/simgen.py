@@ -247,7 +247,7 @@ MATCH_BINDINGS
 
 @_njit
 def translate(vaddr, lin_mask, levels, shifts, tphys, tables, child, t_blk, t_recent, t_cnt, p_blk, p_cnt,
-              p_recent, phys_out, info_out, wref, ephys, t_one, p_one, wmemo, t_szn):
+              p_recent, phys_out, info_out, wref, ephys, wmemo, t_szn):
     """The TLB / walk / paging-structure-cache pass: each access's physical address, info word
     (sim.py: I_*) and walk references (appended to wref, in walk order); the number of references."""
     n = vaddr.shape[0]
