@@ -191,6 +191,41 @@ def test_scalar_equals_bulk_on_random_traces(k4k, pool, make_cpu, threads, stret
     assert np.array_equal(total[0], bulk.sum(axis=0))
 
 
+@pytest.mark.parametrize("which", [0, 1])
+def test_a_failing_pass_raises_and_leaves_the_simulator_usable(k4k, pool, monkeypatch, which) -> None:
+    """An exception in the translation (0) or cache (1) pass -- here on its third stretch -- reaches
+    the caller: the two-thread pipeline neither hangs nor swallows it, and the next run gives the
+    usual results."""
+    from vmemmap.cost import sim
+    from vmemmap.cost.simgen import kernels
+
+    cpu = parse_cpu(tiny_cpu(), "test")
+    v = np.resize(pool, 400)
+    z = np.zeros(len(v), dtype=np.uint8)
+    tr = from_dep_sets(v, z + KIND_STRUCT_PAGE, z, [0] * len(v), z + 1)
+    want = simulate(BulkState.new(cpu, k4k.tables), tr, threads=1)
+    st_ = BulkState.new(cpu, k4k.tables)
+    passes = list(kernels(st_))
+    real = passes[which]
+    compiled = sim._compiled
+    calls = [0]
+
+    def failing(*args):  # noqa: ANN002, ANN202
+        calls[0] += 1
+        if calls[0] == 3:
+            raise RuntimeError("pass failed")
+        return compiled(real, args)(*args)
+
+    passes[which] = failing
+    st_.passes = tuple(passes)
+    monkeypatch.setattr(sim, "_compiled", lambda disp, args: disp if disp is failing else compiled(disp, args))
+    with pytest.raises(RuntimeError, match="pass failed"):
+        simulate(st_, tr, threads=2, stretch=50)
+    assert calls[0] == 3
+    monkeypatch.undo()
+    assert np.array_equal(simulate(BulkState.new(cpu, k4k.tables), tr, threads=2, stretch=50), want)
+
+
 def test_long_operations_with_far_back_dependencies(k4k, pool) -> None:
     """Operations of 5,000 accesses (past any fixed-width mask), depending on accesses thousands of
     positions back: scalar == bulk, and the critical path follows the dependencies.

@@ -36,6 +36,7 @@ from __future__ import annotations
 from collections.abc import Callable
 import mmap
 import os
+import queue
 import threading
 from dataclasses import dataclass, field
 
@@ -866,8 +867,8 @@ def simulate(state: BulkState, trace: Trace, per_op: bool = False, threads: int 
     The trace is cut into stretches of about ``stretch`` accesses at operation starts; each stretch
     is translated (the TLB pass) and then sent through the caches (the cache pass), both written
     out for the state's CPU model by :mod:`vmemmap.cost.simgen`. With ``threads`` = 2 (default
-    :func:`sim_threads`) stretch j+1 is translated while a worker thread runs stretch j through
-    the caches."""
+    :func:`sim_threads`) the translation runs up to two stretches ahead of a worker thread that
+    runs them through the caches, in order."""
     from vmemmap.cost.simgen import kernels
 
     a = state.arrays
@@ -886,8 +887,11 @@ def simulate(state: BulkState, trace: Trace, per_op: bool = False, threads: int 
               a["t_blk"], a["t_recent"], a["t_cnt"], a["p_blk"], a["p_cnt"], a["p_recent"])
     parts = _stretches(trace, max(1, stretch))
     size = max(y - x for x, y in parts)
+    two = threads > 1 and len(parts) > 1
+    # with two threads, three buffers: the translation pass may run up to two stretches ahead, so
+    # the cache pass (the slower one) finds its next stretch ready and never waits for a wake-up
     bufs = [(np.empty(size, np.int64), np.empty(size, np.int64), np.empty(size * state.levels, np.int64))
-            for _ in range(2 if threads > 1 and len(parts) > 1 else 1)]
+            for _ in range(3 if two else 1)]
     ephys = _aligned_zeros(16, np.int64)
     translate = caches = None
     op_at = [-1]          # the operation before the next stretch the cache pass runs (it returns its last)
@@ -901,27 +905,52 @@ def simulate(state: BulkState, trace: Trace, per_op: bool = False, threads: int 
     def run_caches(k: int, buf: tuple, nw: int) -> None:
         op_at[0] = caches(*cargs(k, buf, nw))
 
-    pending = None
+    def run_translate(k: int, buf: tuple) -> int:
+        nonlocal translate, caches
+        x, y = parts[k]
+        ph, inf, wr = buf
+        targs = (trace.vaddr[x:y], *t_args, ph[:y - x], inf[:y - x], wr, ephys, a["wmemo"], a["t_szn"])
+        translate = translate or _compiled(gen_translate, targs)
+        nw = translate(*targs)
+        caches = caches or _compiled(gen_caches, cargs(k, buf, nw))
+        return nw
+
+    if not two:
+        for k in range(len(parts)):
+            run_caches(k, bufs[0], run_translate(k, bufs[0]))
+        return out
+    # two threads: this one translates into free buffers and hands them on in order; the pool's
+    # worker runs them through the caches and gives the buffers back
+    free: queue.SimpleQueue = queue.SimpleQueue()
+    ready: queue.SimpleQueue = queue.SimpleQueue()
+    for b in bufs:
+        free.put(b)
+    err: list[BaseException] = []
+
+    def worker() -> None:
+        while (item := ready.get()) is not None:
+            try:
+                if not err:
+                    run_caches(*item)
+            except BaseException as e:  # noqa: BLE001 - handed to the caller below
+                err.append(e)
+            free.put(item[1])
+
+    if not _POOL:
+        from concurrent.futures import ThreadPoolExecutor
+        _POOL.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="vmemmap-sim"))
+    done = _POOL[0].submit(worker)
     try:
-        for k, (x, y) in enumerate(parts):
-            ph, inf, wr = buf = bufs[k % len(bufs)]
-            targs = (trace.vaddr[x:y], *t_args, ph[:y - x], inf[:y - x], wr, ephys, a["wmemo"],
-                     a["t_szn"])
-            translate = translate or _compiled(gen_translate, targs)
-            nw = translate(*targs)
-            caches = caches or _compiled(gen_caches, cargs(k, buf, nw))
-            if len(bufs) == 1:
-                run_caches(k, buf, nw)
-                continue
-            if pending is not None:
-                pending.result()
-            if not _POOL:
-                from concurrent.futures import ThreadPoolExecutor
-                _POOL.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="vmemmap-sim"))
-            pending = _POOL[0].submit(run_caches, k, buf, nw)
+        for k in range(len(parts)):
+            buf = free.get()
+            if err:
+                break
+            ready.put((k, buf, run_translate(k, buf)))
     finally:
-        if pending is not None:
-            pending.result()
+        ready.put(None)
+        done.result()
+    if err:
+        raise err[0]
     return out
 
 
