@@ -427,13 +427,14 @@ def _njit_inline(fn):  # noqa: ANN001, ANN202
 # translation does not depend on any cache's state: the translation pass (simgen's ``translate``)
 # runs the TLB lookups, walks, PSC lookups and fills for a stretch of accesses and writes each
 # access's physical address, an ``info`` word (below) and its walk references, in order; the cache
-# pass (simgen's ``caches``) then sends the walk references and data addresses through the caches
-# in the order the one-loop algorithm would, and adds up counters, latencies and each operation's
-# critical path. The caches' state sees the same addresses in the same order, so the results are
-# those of running both in one loop (as ScalarSim does). With two host CPUs the passes overlap:
-# :func:`simulate` translates stretch j+1 while a worker thread runs stretch j through the caches
-# (compiled code releases the GIL). The cache pass knows its future addresses, and starts loading
-# the host lines of the sets the next accesses will use in the larger cache models.
+# pass (simgen's ``caches``, or ``caches_tot`` when only totals are wanted) then sends the walk
+# references and data addresses through the caches in the order the one-loop algorithm would, and
+# adds up counters, latencies and each operation's critical path. The caches' state sees the same
+# addresses in the same order, so the results are those of running both in one loop (as ScalarSim
+# does). With two host CPUs the passes overlap: :func:`simulate` translates up to two stretches
+# ahead while a worker thread runs them through the caches in order (compiled code releases the
+# GIL). The cache pass knows its future addresses, and starts loading the host lines of the sets
+# the next accesses will use in the larger cache models.
 #
 # Shortcuts that change no outcome: an access to the previous access's 4 KiB page is an L1 DTLB hit
 # on an entry that access left most recent (nothing moves); a cache access to the previous cache
@@ -728,7 +729,7 @@ class BulkState:
     tables: np.ndarray
     child: np.ndarray     # snapshot index of the table each entry points to (-1: leaf or not present)
     arrays: dict[str, np.ndarray]
-    passes: tuple | None = field(default=None, repr=False, compare=False)   # (translate, caches), made once
+    passes: tuple | None = field(default=None, repr=False, compare=False)   # (translate, caches, caches_tot), made once
 
     @classmethod
     def new(cls, cpu: Cpu, tables: PageTables) -> BulkState:
@@ -878,7 +879,7 @@ def simulate(state: BulkState, trace: Trace, per_op: bool = False, threads: int 
     threads = sim_threads() if threads is None else threads
     if state.passes is None:
         state.passes = kernels(state)
-    gen_translate, gen_caches = state.passes
+    gen_translate, gen_caches = state.passes[0], state.passes[1 if per_op else 2]
     # the cache pass's one-word scratch (wide caches' compares), on its own host cache line: the
     # passes run on two CPUs, and a shared line would move between them on every lookup
     c_one = _aligned_zeros(64 // a["c_blk"].itemsize, a["c_blk"].dtype)[:1]

@@ -513,7 +513,15 @@ if finish[p] > op_max:
     src("    if op >= 0:\n        out[row, 14] += op_max\n    return op")
     text = src.text()
     used = sorted({int(m) for m in re.findall(r"_match(\d+)\(", text)})
-    return text.replace("MATCH_BINDINGS", "\n".join(f"_match{n} = _MATCH[{n}]" for n in used))
+    text = text.replace("MATCH_BINDINGS", "\n".join(f"_match{n} = _MATCH[{n}]" for n in used))
+    # the cache pass once more for totals (simulate without per-op rows): every count into row 0,
+    # with no per-operation row arithmetic
+    fn = text[text.index("\n@_njit\ndef caches("):]
+    tot = (fn.replace("def caches(", "def caches_tot(")
+           .replace("row = op if per_op and op >= 0 else 0", "row = 0")
+           .replace("row = op if per_op else 0", "row = 0"))
+    assert tot.count("row = 0") == 2 and "row = op" not in tot
+    return text + "\n" + tot
 
 
 def kernel_dir() -> str:
@@ -532,8 +540,8 @@ def kernel_dir() -> str:
     raise OSError(f"no writable directory for the simulator's compiled passes (tried {base}/sim)")
 
 
-def kernels(st: BulkState) -> tuple[Any, Any]:
-    """(translate, caches) for ``st``'s CPU model: the generated source, written once (content-
+def kernels(st: BulkState) -> tuple[Any, Any, Any]:
+    """(translate, caches, caches_tot) for ``st``'s CPU model: the generated source, written once (content-
     addressed) and imported once per process."""
     src = kernel_source(st)
     key = hashlib.sha256(src.encode()).hexdigest()[:24]
@@ -561,5 +569,5 @@ def kernels(st: BulkState) -> tuple[Any, Any]:
         mod = importlib.util.module_from_spec(spec)
         sys.modules[name] = mod          # numba's on-disk cache finds the module by name
         spec.loader.exec_module(mod)
-        got = _LOADED[key] = (mod.translate, mod.caches)
+        got = _LOADED[key] = (mod.translate, mod.caches, mod.caches_tot)
     return got
