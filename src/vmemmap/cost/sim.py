@@ -382,8 +382,6 @@ else:  # pragma: no cover - without numba, or with NUMBA_DISABLE_JIT
         return (int(m) & -int(m)).bit_length() - 1
 
 
-
-
 def _njit_inline(fn):  # noqa: ANN001, ANN202
     """Helpers are inlined into the loop (no per-call array reference counting)."""
     return numba.njit(cache=True, nogil=True, error_model="numpy", inline="always", _nrt=False)(fn) if COMPILED else fn
@@ -687,7 +685,6 @@ def _psc_fa(p_blk, p_cnt, p_recent, lin, leaf, levels, shifts, k4, mask, ways, f
         p_recent[0] = fw
     _used(p_blk, 0, ways, fw)
     return fd + 1
-
 
 
 HUGE_BYTES = 1 << 18                   # state arrays this large ask the host kernel for 2 MiB pages

@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
 WMEMO = 1024         # memoised big-page walks (entries of 8 words: tag, base, size|leaf, entry addresses)
 PF_AHEAD = 16         # the cache pass starts loading the sets of the access this many ahead
 _LOCK = threading.Lock()
-_LOADED: dict[str, tuple[Any, Any]] = {}
+_LOADED: dict[str, tuple[Any, Any, Any]] = {}
 
 
 class _Src:
@@ -91,10 +91,9 @@ def _tlb_probe(src: _Src, s: int, g: dict[str, int]) -> None:
     if not multi:
         src(f"if t_szn[{3 * s + mask.bit_length() - 1}] > 0:")
         src.indent()
-        _tlb_probe_sizes(src, s, g, multi)
-        src.indent(-1)
-        return
     _tlb_probe_sizes(src, s, g, multi)
+    if not multi:
+        src.indent(-1)
 
 
 def _tlb_probe_sizes(src: _Src, s: int, g: dict[str, int], multi: bool) -> None:
@@ -199,8 +198,8 @@ def _psc_probe(src: _Src, g: dict[str, int]) -> None:
         src(f"w2 = _hlook(p_cnt, {g['coff']} + st * {HASH_BUCKETS}, p_blk, b, {ways}, key)\n"
             f"if w2 >= 0:\n    {_used('p_blk', 'b', ways, 'w2')}\n    hitp = True")
         return
-    look = f"w2 = _way(_match{ways}(p_blk, b + 2, key))\nif w2 >= 0:\n    {_used('p_blk', 'b', ways, 'w2')}\n    hitp = True"
-    src(look)
+    src(f"w2 = _way(_match{ways}(p_blk, b + 2, key))\nif w2 >= 0:\n    {_used('p_blk', 'b', ways, 'w2')}\n"
+        "    hitp = True")
 
 
 def _psc_fill(src: _Src, g: dict[str, int]) -> None:
